@@ -1,0 +1,217 @@
+"""Two toy tasks with a tiny vocabulary, a known optimum and scripted experts.
+
+* **Reverse** (``textgen_env/Reverse-v0``): the prompt is 3-6 letters from ``a``-``h`` and
+  ``=``; the policy must write them reversed, then EOS. Reward = position-wise matches /
+  max(len(completion), len(target)); optimum 1.0. Tests prompt-dependent generation.
+* **Positive** (``textgen_env/Positive-v0``): continue a short movie-review opening with
+  words from a small lexicon; reward = sum of word sentiment scores, each repeat of a word in
+  the completion worth half the previous, divided by ``max_new_tokens``. The optimum uses the
+  best distinct words (a miniature of the IMDB task).
+
+Both come with an optimal expert (``reverse_expert``, ``positive_expert``) that the
+:class:`~textgen_env.guides.ScriptedGuide` turns into a guide of tunable quality (ε-noise).
+Prompts are generated deterministically by this module (no data files).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from textgen_env.env import TextGenEnv
+from textgen_env.state import Prompt, TextState
+from textgen_env.tokenizer import ToyTokenizer
+from textgen_env.vector import TextGenVectorEnv
+
+__all__ = [
+    "POSITIVE_LEXICON",
+    "PositiveReward",
+    "ReverseReward",
+    "make_positive_env",
+    "make_positive_vector_env",
+    "make_reverse_env",
+    "make_reverse_vector_env",
+    "positive_expert",
+    "positive_optimal_return",
+    "positive_prompts",
+    "positive_tokenizer",
+    "reverse_expert",
+    "reverse_prompts",
+    "reverse_tokenizer",
+]
+
+SPLITS = ("train", "test")
+_SPLIT_SEED = {"train": 0, "test": 1}
+
+# ----------------------------------------------------------------------------- Reverse
+REVERSE_LETTERS = "abcdefgh"
+REVERSE_MAX_NEW_TOKENS = 8
+
+
+def reverse_tokenizer() -> ToyTokenizer:
+    """Character tokenizer: ``<pad>``, ``<eos>``, ``a``-``h``, ``=`` (11 tokens)."""
+    return ToyTokenizer((*REVERSE_LETTERS, "="))
+
+
+def reverse_prompts(split: str = "train") -> tuple[Prompt, ...]:
+    """The Reverse prompt set: 512 train / 128 test distinct strings ``"<letters>="``.
+
+    The reference is the reversed letters. Splits are disjoint and fixed.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    rng = np.random.default_rng(2023)
+    seen: dict[str, None] = {}
+    while len(seen) < 640:
+        length = int(rng.integers(3, 7))
+        seen["".join(rng.choice(list(REVERSE_LETTERS), size=length))] = None
+    words = list(seen)
+    words = words[:512] if split == "train" else words[512:]
+    return tuple(Prompt(w + "=", (w[::-1],)) for w in words)
+
+
+class ReverseReward:
+    """Position-wise character matches / max(len(completion), len(reference)), in [0, 1]."""
+
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        references: Sequence[Sequence[str]],
+    ) -> np.ndarray:
+        out = np.zeros(len(completions))
+        for i, (text, refs) in enumerate(zip(completions, references, strict=True)):
+            ref = refs[0]
+            hits = sum(a == b for a, b in zip(text, ref, strict=False))
+            out[i] = hits / max(len(text), len(ref), 1)
+        return out
+
+
+def reverse_expert(state: TextState, eos_token_id: int = 1) -> int:
+    """The optimal next token from any state: continue the reversed prompt, then EOS."""
+    target = (*state.prompt_ids[-2::-1], eos_token_id)  # prompt ends with "="
+    t = len(state.generated_ids)
+    return target[t] if t < len(target) else eos_token_id
+
+
+def _reverse_kwargs(split: str) -> dict[str, Any]:
+    return dict(
+        tokenizer=reverse_tokenizer(),
+        prompts=reverse_prompts(split),
+        reward_fn=ReverseReward(),
+        max_new_tokens=REVERSE_MAX_NEW_TOKENS,
+        max_prompt_tokens=8,
+        task_id="Reverse-v0",
+        prompt_truncation="error",
+    )
+
+
+def make_reverse_env(split: str = "train", render_mode: str | None = None) -> TextGenEnv:
+    """Entry point of ``textgen_env/Reverse-v0``."""
+    return TextGenEnv(**_reverse_kwargs(split), render_mode=render_mode)
+
+
+def make_reverse_vector_env(num_envs: int, split: str = "train", **kwargs: Any) -> TextGenVectorEnv:
+    """Vector entry point of ``textgen_env/Reverse-v0`` (``kwargs``: ``autoreset_mode``)."""
+    return TextGenVectorEnv(num_envs, **_reverse_kwargs(split), **kwargs)
+
+
+# ---------------------------------------------------------------------------- Positive
+POSITIVE_LEXICON: dict[str, float] = {
+    "wonderful": 1.0, "brilliant": 0.9, "great": 0.8, "moving": 0.7, "funny": 0.6,
+    "good": 0.5, "fine": 0.2, "the": 0.0, "movie": 0.0, "film": 0.0, "plot": 0.0,
+    "acting": 0.0, "story": 0.0, "ending": 0.0, "was": 0.0, "is": 0.0, "and": 0.0,
+    "but": 0.0, "quite": 0.0, "very": 0.0, "slow": -0.4, "dull": -0.6, "bad": -0.7,
+    "boring": -0.8, "awful": -1.0,
+}  # fmt: skip
+POSITIVE_MAX_NEW_TOKENS = 6
+_OPENERS = ("the movie", "the film", "the plot", "the acting", "the story", "the ending")
+_LINKS = ("was", "is", "was quite", "is very", "was very")
+_TAILS = ("", "slow and", "dull but", "bad and", "boring but", "fine but", "awful and", "good and")
+
+
+def positive_tokenizer() -> ToyTokenizer:
+    """Word tokenizer over :data:`POSITIVE_LEXICON` (27 tokens)."""
+    return ToyTokenizer(tuple(POSITIVE_LEXICON), separator=" ")
+
+
+def positive_prompts(split: str = "train") -> tuple[Prompt, ...]:
+    """All opener × link × tail openings (240), split 192 train / 48 test by a fixed shuffle."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    texts = [" ".join(filter(None, p)) for p in itertools.product(_OPENERS, _LINKS, _TAILS)]
+    order = np.random.default_rng(7).permutation(len(texts))
+    cut = order[:192] if split == "train" else order[192:]
+    return tuple(Prompt(texts[i]) for i in sorted(cut))
+
+
+class PositiveReward:
+    """Sum of lexicon scores of the completion's words, the k-th repeat of a word counting
+    ``0.5**k``, divided by ``max_new_tokens``. Range about [-1, 1]."""
+
+    def __init__(self, max_new_tokens: int = POSITIVE_MAX_NEW_TOKENS) -> None:
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        references: Sequence[Sequence[str]],
+    ) -> np.ndarray:
+        out = np.zeros(len(completions))
+        for i, text in enumerate(completions):
+            seen: dict[str, int] = {}
+            for word in text.split():
+                out[i] += POSITIVE_LEXICON.get(word, 0.0) * 0.5 ** seen.get(word, 0)
+                seen[word] = seen.get(word, 0) + 1
+        return out / self.max_new_tokens
+
+
+def positive_optimal_return(max_new_tokens: int = POSITIVE_MAX_NEW_TOKENS) -> float:
+    """The optimal return: greedily the best remaining (discounted-by-repeat) word each step."""
+    counts: dict[str, int] = {}
+    total = 0.0
+    for _ in range(max_new_tokens):
+        word = max(POSITIVE_LEXICON, key=lambda w: POSITIVE_LEXICON[w] * 0.5 ** counts.get(w, 0))
+        total += POSITIVE_LEXICON[word] * 0.5 ** counts.get(word, 0)
+        counts[word] = counts.get(word, 0) + 1
+    return total / max_new_tokens
+
+
+_POS_IDS = {w: i + 2 for i, w in enumerate(POSITIVE_LEXICON)}  # ToyTokenizer: 0 pad, 1 eos
+
+
+def positive_expert(state: TextState, eos_token_id: int = 1) -> int:
+    """The optimal next token: the word with the highest repeat-discounted score."""
+    counts: dict[int, int] = {}
+    for t in state.generated_ids:
+        counts[t] = counts.get(t, 0) + 1
+    best = max(_POS_IDS, key=lambda w: POSITIVE_LEXICON[w] * 0.5 ** counts.get(_POS_IDS[w], 0))
+    return _POS_IDS[best]
+
+
+def _positive_kwargs(split: str) -> dict[str, Any]:
+    return dict(
+        tokenizer=positive_tokenizer(),
+        prompts=positive_prompts(split),
+        reward_fn=PositiveReward(POSITIVE_MAX_NEW_TOKENS),
+        max_new_tokens=POSITIVE_MAX_NEW_TOKENS,
+        max_prompt_tokens=8,
+        task_id="Positive-v0",
+        prompt_truncation="error",
+    )
+
+
+def make_positive_env(split: str = "train", render_mode: str | None = None) -> TextGenEnv:
+    """Entry point of ``textgen_env/Positive-v0``."""
+    return TextGenEnv(**_positive_kwargs(split), render_mode=render_mode)
+
+
+def make_positive_vector_env(
+    num_envs: int, split: str = "train", **kwargs: Any
+) -> TextGenVectorEnv:
+    """Vector entry point of ``textgen_env/Positive-v0`` (``kwargs``: ``autoreset_mode``)."""
+    return TextGenVectorEnv(num_envs, **_positive_kwargs(split), **kwargs)
