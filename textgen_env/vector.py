@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -255,6 +256,16 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
             ep.restore(snap)
             raise
         return rewards, terminated, truncated
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Undo every change made to the episodes inside the block if the block raises."""
+        snap = self._episodes.snapshot()
+        try:
+            yield
+        except BaseException:
+            self._episodes.restore(snap)
+            raise
 
     # ----------------------------------------------------------------- states
     def get_states(self) -> tuple[TextState, ...]:
