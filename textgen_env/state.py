@@ -8,7 +8,7 @@ the same actions reproduces the same observations and rewards exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Prompt", "TextState"]
 
@@ -54,7 +54,7 @@ class TextState:
     prompt_index: int
     prompt_ids: tuple[int, ...]
     generated_ids: tuple[int, ...] = ()
-    references: tuple[str, ...] = field(default=(), compare=True)
+    references: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt_ids", tuple(int(t) for t in self.prompt_ids))

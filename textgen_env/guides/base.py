@@ -28,7 +28,8 @@ class GuidePolicy(Protocol):
     * returns one sequence of token ids per state, in the env's (policy's) vocabulary;
     * sequence ``i`` has exactly ``num_tokens[i]`` tokens, or fewer only if it ends with EOS;
     * it generates only what it is asked for (``num_tokens[i]`` may be 0: return ``()``);
-    * all randomness comes from ``rng`` (seeded by the caller), so runs are reproducible.
+    * its randomness comes from ``rng`` (seeded by the caller), so runs are reproducible
+      (a black-box guide, e.g. a remote API, is only as reproducible as the service).
     """
 
     def act(

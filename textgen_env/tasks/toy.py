@@ -49,6 +49,7 @@ _SPLIT_SEED = {"train": 0, "test": 1}
 # ----------------------------------------------------------------------------- Reverse
 REVERSE_LETTERS = "abcdefgh"
 REVERSE_MAX_NEW_TOKENS = 8
+_REVERSE_SEP = 2 + len(REVERSE_LETTERS)  # id of "=" in reverse_tokenizer()
 
 
 def reverse_tokenizer() -> ToyTokenizer:
@@ -92,7 +93,9 @@ class ReverseReward:
 
 def reverse_expert(state: TextState, eos_token_id: int = 1) -> int:
     """The optimal next token from any state: continue the reversed prompt, then EOS."""
-    target = (*state.prompt_ids[-2::-1], eos_token_id)  # prompt ends with "="
+    if state.prompt_ids[-1] != _REVERSE_SEP:
+        raise ValueError("reverse_expert needs a Reverse-v0 state (prompt ending with '=')")
+    target = (*state.prompt_ids[-2::-1], eos_token_id)
     t = len(state.generated_ids)
     return target[t] if t < len(target) else eos_token_id
 
@@ -184,8 +187,9 @@ def positive_optimal_return(max_new_tokens: int = POSITIVE_MAX_NEW_TOKENS) -> fl
 _POS_IDS = {w: i + 2 for i, w in enumerate(POSITIVE_LEXICON)}  # ToyTokenizer: 0 pad, 1 eos
 
 
-def positive_expert(state: TextState, eos_token_id: int = 1) -> int:
-    """The optimal next token: the word with the highest repeat-discounted score."""
+def positive_expert(state: TextState) -> int:
+    """The optimal next token: the word with the highest repeat-discounted score (never EOS:
+    every word still adds a positive score until the horizon)."""
     counts: dict[int, int] = {}
     for t in state.generated_ids:
         counts[t] = counts.get(t, 0) + 1

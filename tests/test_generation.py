@@ -1,0 +1,186 @@
+"""Tests of the KV-cached sampling loop (`textgen_env.generation`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from textgen_env import generation
+from textgen_env.generation import sample, sample_next
+from textgen_env.models import tiny_causal_lm
+
+VOCAB = 40
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]]
+
+
+def _gpt2() -> GPT2LMHeadModel:
+    config = GPT2Config(
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        vocab_size=VOCAB,
+        bos_token_id=None,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def model(request: pytest.FixtureRequest) -> torch.nn.Module:
+    """A tiny random causal LM: GPT-2 (absolute positions) or Llama (rotary positions)."""
+    return _gpt2() if request.param == "gpt2" else tiny_causal_lm(VOCAB, seed=1)
+
+
+def _batch(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+def _until_eos(row: list[int], eos: int) -> list[int]:
+    return row[: row.index(eos) + 1] if eos in row else row
+
+
+def _count_calls(model: torch.nn.Module) -> tuple[list[tuple[int, ...]], object]:
+    shapes: list[tuple[int, ...]] = []
+
+    def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        shapes.append(tuple(kwargs["input_ids"].shape))
+
+    return shapes, model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_greedy_matches_generate_with_early_eos(model: torch.nn.Module) -> None:
+    ids, mask = _batch(PROMPTS)
+    free = sample(model, ids, mask, 10, eos_token_ids=[], do_sample=False)
+    eos = free[1][2]  # some rows stop early, others run to the budget: rows get dropped
+    ours = sample(model, ids, mask, 10, eos_token_ids=[eos], do_sample=False)
+    ref = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=10,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=0,
+    )[:, ids.shape[1] :].tolist()
+    assert ours == [_until_eos(r, eos) for r in ref]
+    assert ours[1] == free[1][: free[1].index(eos) + 1]
+    assert len({len(r) for r in ours}) > 1  # rows finished at different steps
+
+
+def test_unprunable_cache_gives_the_same_tokens(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, mask = _batch(PROMPTS)
+    free = sample(model, ids, mask, 8, eos_token_ids=[], do_sample=False)
+    eos = free[0][1]
+    pruned = sample(model, ids, mask, [8, 3, 8, 5], eos_token_ids=[eos], do_sample=False)
+    monkeypatch.setattr(generation, "_can_prune", lambda cache: False)
+    kept = sample(model, ids, mask, [8, 3, 8, 5], eos_token_ids=[eos], do_sample=False)
+    assert pruned == kept
+    assert [len(r) for r in kept] == [
+        min(b, len(_until_eos(r, eos))) for b, r in zip([8, 3, 8, 5], free, strict=True)
+    ]
+
+
+def test_holes_in_the_mask_are_ignored(model: torch.nn.Module) -> None:
+    dense_ids, dense_mask = _batch([[5, 6, 7]])
+    holed_ids = torch.tensor([[0, 5, 33, 6, 7]])
+    holed_mask = torch.tensor([[0, 1, 0, 1, 1]])
+    a = sample(model, dense_ids, dense_mask, 6, eos_token_ids=[], do_sample=False)
+    b = sample(model, holed_ids, holed_mask, 6, eos_token_ids=[], do_sample=False)
+    assert a == b
+
+
+def test_per_row_budgets_and_zero_rows_skip_the_model(model: torch.nn.Module) -> None:
+    ids, mask = _batch(PROMPTS)
+    shapes, handle = _count_calls(model)
+    try:
+        out = sample(model, ids, mask, [0, 3, 7, 0], eos_token_ids=[], do_sample=False)
+    finally:
+        handle.remove()
+    assert [len(r) for r in out] == [0, 3, 7, 0]
+    assert shapes[0][0] == 2  # rows with budget 0 never reach the model
+    assert shapes[0][1] == 4  # all-padding columns of the live rows are trimmed
+    assert len(shapes) == 7  # one prefill + one call per further token of the longest row
+    assert shapes[-1] == (1, 1)  # the finished row was dropped from the batch
+
+
+def test_all_zero_budgets_do_not_call_the_model(model: torch.nn.Module) -> None:
+    ids, mask = _batch(PROMPTS)
+    shapes, handle = _count_calls(model)
+    try:
+        assert sample(model, ids, mask, 0, eos_token_ids=[1]) == [[], [], [], []]
+    finally:
+        handle.remove()
+    assert shapes == []
+
+
+def test_seeded_sampling_is_reproducible(model: torch.nn.Module) -> None:
+    ids, mask = _batch(PROMPTS)
+
+    def run(seed: int) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(seed)
+        return sample(model, ids, mask, 12, eos_token_ids=[], generator=gen, top_k=0)
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_top_k_one_equals_greedy(model: torch.nn.Module) -> None:
+    ids, mask = _batch(PROMPTS)
+    greedy = sample(model, ids, mask, 9, eos_token_ids=[2], do_sample=False)
+    gen = torch.Generator().manual_seed(0)
+    top1 = sample(model, ids, mask, 9, eos_token_ids=[2], top_k=1, generator=gen)
+    assert top1 == greedy
+
+
+def test_vocab_limit_is_respected(model: torch.nn.Module) -> None:
+    ids, mask = _batch(PROMPTS)
+    gen = torch.Generator().manual_seed(0)
+    out = sample(model, ids, mask, 20, eos_token_ids=[], vocab_limit=7, generator=gen)
+    assert all(0 <= t < 7 for row in out for t in row)
+
+
+def test_sample_next_filters() -> None:
+    logits = torch.tensor([[0.0, 3.0, 2.9, -1.0], [5.0, 0.0, 0.0, float("-inf")]])
+    assert sample_next(logits, do_sample=False).tolist() == [1, 0]
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_next(logits, top_k=2, generator=gen) for _ in range(300)])
+    assert set(draws[:, 0].tolist()) == {1, 2}  # only the two best survive top-k=2
+    assert 3 not in draws[:, 1].tolist()  # -inf is never drawn
+    nucleus = torch.stack([sample_next(logits, top_p=0.05, generator=gen) for _ in range(50)])
+    assert nucleus.tolist() == [[1, 0]] * 50  # the most likely token is always kept
+    hot = torch.stack([sample_next(logits, temperature=100.0, generator=gen) for _ in range(400)])
+    assert set(hot[:, 0].tolist()) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_k": -1}, "top_k"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"temperature": 0.0}, "temperature"),
+    ],
+)
+def test_bad_sampling_parameters_raise(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sample_next(torch.zeros(1, 3), **kwargs)
+
+
+def test_bad_inputs_raise() -> None:
+    model = _gpt2()
+    ids, mask = _batch(PROMPTS)
+    with pytest.raises(ValueError, match="attention_mask"):
+        sample(model, ids, mask[:, 1:], 2, eos_token_ids=[])
+    with pytest.raises(ValueError, match="entries"):
+        sample(model, ids, mask, [1, 2], eos_token_ids=[])
+    with pytest.raises(ValueError, match=">= 0"):
+        sample(model, ids, mask, [1, 2, -1, 0], eos_token_ids=[])
+    with pytest.raises(ValueError, match="attended"):
+        sample(model, ids, torch.zeros_like(mask), 2, eos_token_ids=[])

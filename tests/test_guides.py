@@ -1,0 +1,443 @@
+"""Tests of the guide policies (`textgen_env.guides`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from textgen_env.errors import GuideError, GuideTimeoutError
+from textgen_env.guides import (
+    GuidePolicy,
+    HFGuide,
+    MixtureGuide,
+    ReferenceGuide,
+    ScriptedGuide,
+    TextGuide,
+)
+from textgen_env.guides import hf as hf_module
+from textgen_env.models import tiny_causal_lm, tiny_hf_tokenizer
+from textgen_env.state import TextState
+from textgen_env.tasks.toy import (
+    POSITIVE_LEXICON,
+    make_positive_vector_env,
+    make_reverse_vector_env,
+    positive_tokenizer,
+    reverse_expert,
+    reverse_tokenizer,
+)
+from textgen_env.vector import NO_TOKEN, TextGenVectorEnv
+
+EOS = 1
+REVERSE_VOCAB = 11
+POSITIVE_VOCAB = len(POSITIVE_LEXICON) + 2
+
+
+# --------------------------------------------------------------------------- helpers
+def _states(envs: TextGenVectorEnv, steps: Sequence[int], seed: int = 0) -> list[TextState]:
+    """States of ``envs`` after ``steps[i]`` expert-free tokens (drawn from 2..vocab-1)."""
+    envs.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    vocab = envs.task.vocab_size
+    tokens = np.full((envs.num_envs, max(steps, default=0)), NO_TOKEN)
+    for i, t in enumerate(steps):
+        tokens[i, :t] = rng.integers(2, vocab, size=t)  # never EOS: episodes stay open
+    if tokens.shape[1]:
+        envs.advance(tokens)
+    return list(envs.get_states())
+
+
+def _check_contract(
+    out: Sequence[Sequence[int]], asked: Sequence[int], vocab: int, eos: int = EOS
+) -> None:
+    assert len(out) == len(asked)
+    for seq, k in zip(out, asked, strict=True):
+        seq = list(seq)
+        assert all(isinstance(t, int) and 0 <= t < vocab for t in seq)
+        assert len(seq) == k or (0 < len(seq) < k and seq[-1] == eos)
+        assert eos not in seq[:-1]
+
+
+def _apply(envs: TextGenVectorEnv, out: Sequence[Sequence[int]]) -> None:
+    """Push guide output through the env: it must be accepted as is."""
+    width = max((len(s) for s in out), default=0)
+    tokens = np.full((envs.num_envs, max(width, 1)), NO_TOKEN)
+    for i, seq in enumerate(out):
+        tokens[i, : len(seq)] = seq
+    envs.advance(tokens)
+
+
+class Recorder:
+    """A guide that records its calls and proposes a constant token (EOS-free)."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+        self.calls: list[tuple[list[TextState], list[int]]] = []
+
+    def act(
+        self, states: Sequence[TextState], num_tokens: Sequence[int], rng: np.random.Generator
+    ) -> list[tuple[int, ...]]:
+        self.calls.append((list(states), list(num_tokens)))
+        return [(self.token,) * k for k in num_tokens]
+
+
+def test_all_guides_satisfy_the_protocol() -> None:
+    tok = positive_tokenizer()
+    guides = [
+        ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB),
+        ReferenceGuide(tok),
+        TextGuide(lambda texts: texts, tok),
+        MixtureGuide(Recorder(2), Recorder(3), 0.5),
+        HFGuide(tiny_causal_lm(REVERSE_VOCAB), reverse_tokenizer()),
+    ]
+    assert all(isinstance(g, GuidePolicy) for g in guides)
+
+
+# ------------------------------------------------------------------------- scripted
+def test_scripted_without_noise_is_the_expert() -> None:
+    envs = make_reverse_vector_env(6)
+    states = _states(envs, [0, 0, 0, 2, 3, 0])
+    asked = [8, 3, 0, 2, 8, 1]
+    out = ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB).act(
+        states, asked, np.random.default_rng(0)
+    )
+    _check_contract(out, asked, REVERSE_VOCAB)
+    for state, seq, k in zip(states, out, asked, strict=True):
+        expected, current = [], state
+        while len(expected) < k and EOS not in expected:
+            expected.append(reverse_expert(current))
+            current = current.extend((expected[-1],))
+        assert list(seq) == expected
+    reversed_prompt = list(states[0].prompt_ids[-2::-1])
+    assert list(out[0]) == [*reversed_prompt, EOS][:8]  # the full optimal answer
+    _apply(envs, out)
+
+
+def test_scripted_full_noise_is_uniform() -> None:
+    state = make_reverse_vector_env(1).task.initial_state(0)
+    guide = ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB, epsilon=1.0)
+    n = 5000
+    out = guide.act([state] * n, [1] * n, np.random.default_rng(123))
+    counts = np.bincount([s[0] for s in out], minlength=REVERSE_VOCAB)
+    assert counts[0] == 0  # the pad id is not in the default noise
+    expected = n / (REVERSE_VOCAB - 1)
+    assert np.all(np.abs(counts[1:] - expected) < 0.15 * expected)
+
+
+def test_scripted_noise_rate_and_custom_noise_tokens() -> None:
+    task = make_reverse_vector_env(1).task
+    state = next(
+        s
+        for s in map(task.initial_state, range(task.num_prompts))
+        if reverse_expert(s) not in (9, 10)
+    )
+    guide = ScriptedGuide(
+        reverse_expert, vocab_size=REVERSE_VOCAB, epsilon=0.3, noise_tokens=[9, 10]
+    )
+    n = 4000
+    first = np.array([s[0] for s in guide.act([state] * n, [1] * n, np.random.default_rng(5))])
+    assert set(np.unique(first).tolist()) <= {reverse_expert(state), 9, 10}
+    assert abs(np.mean(first != reverse_expert(state)) - 0.3) < 0.03
+    assert abs(np.mean(first == 9) - 0.15) < 0.03
+
+
+def test_scripted_is_reproducible_and_stops_after_eos() -> None:
+    envs = make_reverse_vector_env(8)
+    states = _states(envs, [0, 1, 2, 3, 0, 1, 2, 3])
+    guide = ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB, epsilon=0.5)
+    asked = [8, 7, 6, 5, 4, 3, 2, 1]
+    a = guide.act(states, asked, np.random.default_rng(9))
+    b = guide.act(states, asked, np.random.default_rng(9))
+    assert a == b
+    _check_contract(a, asked, REVERSE_VOCAB)
+    _apply(envs, a)
+
+
+def test_scripted_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="epsilon"):
+        ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB, epsilon=1.5)
+    with pytest.raises(ValueError, match="noise_tokens"):
+        ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB, noise_tokens=[11])
+    state = make_reverse_vector_env(1).task.initial_state(0)
+    bad = ScriptedGuide(lambda s: 99, vocab_size=REVERSE_VOCAB)
+    with pytest.raises(GuideError, match="outside"):
+        bad.act([state], [1], np.random.default_rng(0))
+    guide = ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB)
+    with pytest.raises(ValueError, match="num_tokens"):
+        guide.act([state], [1, 2], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="num_tokens"):
+        guide.act([state], [-1], np.random.default_rng(0))
+    with pytest.raises(TypeError, match="rng"):
+        guide.act([state], [1], 0)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------ reference
+def test_reference_replays_by_position() -> None:
+    tok = reverse_tokenizer()
+    envs = make_reverse_vector_env(5)
+    states = _states(envs, [0, 2, 0, 4, 3])
+    guide = ReferenceGuide(tok)
+    asked = [3, 2, 0, 8, 1]
+    out = guide.act(states, asked, np.random.default_rng(0))
+    _check_contract(out, asked, REVERSE_VOCAB)
+    for state, seq, k in zip(states, out, asked, strict=True):
+        ref = [*tok.encode(state.references[0]), EOS]
+        t = state.num_generated
+        assert list(seq) == (ref[t : t + k] if k else [])
+    _apply(envs, out)
+    past_end = states[0].extend([2] * 7)  # longer than any reference (<= 6 letters + EOS)
+    assert guide.act([past_end], [1], np.random.default_rng(0)) == [(EOS,)]
+
+
+def test_reference_caches_encodings_and_needs_references() -> None:
+    class Counting:
+        eos_token_id = EOS
+        pad_token_id = 0
+
+        def __init__(self) -> None:
+            self.inner = reverse_tokenizer()
+            self.calls = 0
+
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            self.calls += 1
+            return self.inner.encode(text)
+
+    tok = Counting()
+    guide = ReferenceGuide(tok)  # type: ignore[arg-type]
+    state = make_reverse_vector_env(1).task.initial_state(3)
+    for t in range(3):
+        guide.act([state.extend([2] * t)], [2], np.random.default_rng(0))
+    assert tok.calls == 1
+    bare = TextState("Reverse-v0", 0, (2, 3, 10))
+    with pytest.raises(GuideError, match="no reference"):
+        guide.act([bare], [1], np.random.default_rng(0))
+
+
+# -------------------------------------------------------------------------- mixture
+def test_mixture_extremes_are_one_guide() -> None:
+    states = _states(make_reverse_vector_env(6), [0, 1, 2, 0, 1, 2])
+    asked = [1, 2, 0, 3, 1, 2]
+    for beta, token in ((1.0, 4), (0.0, 5)):
+        first, second = Recorder(4), Recorder(5)
+        out = MixtureGuide(first, second, beta).act(states, asked, np.random.default_rng(0))
+        assert out == [(token,) * k for k in asked]
+        used, unused = (first, second) if beta == 1.0 else (second, first)
+        assert unused.calls == []
+        assert len(used.calls) == 1
+        assert used.calls[0][1] == [k for k in asked if k > 0]  # 0-token states are not sent
+
+
+def test_mixture_splits_about_beta_and_keeps_order() -> None:
+    state = make_reverse_vector_env(1).task.initial_state(0)
+    first, second = Recorder(4), Recorder(5)
+    n = 2000
+    out = MixtureGuide(first, second, 0.5).act([state] * n, [2] * n, np.random.default_rng(1))
+    share = np.mean([seq == (4, 4) for seq in out])
+    assert 0.45 < share < 0.55
+    assert len(first.calls) == len(second.calls) == 1
+    assert len(first.calls[0][0]) == round(share * n)
+    a = MixtureGuide(Recorder(4), Recorder(5), 0.5).act(
+        [state] * 50, [1] * 50, np.random.default_rng(2)
+    )
+    b = MixtureGuide(Recorder(4), Recorder(5), 0.5).act(
+        [state] * 50, [1] * 50, np.random.default_rng(2)
+    )
+    assert a == b
+    with pytest.raises(ValueError, match="beta"):
+        MixtureGuide(first, second, 1.2)
+
+
+def test_mixture_of_real_guides_drives_the_env() -> None:
+    envs = make_reverse_vector_env(8)
+    states = _states(envs, [0, 1, 2, 3, 0, 1, 2, 3])
+    mix = MixtureGuide(
+        ReferenceGuide(reverse_tokenizer()),
+        ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB, epsilon=0.5),
+        0.5,
+    )
+    asked = [3] * 8
+    out = mix.act(states, asked, np.random.default_rng(0))
+    _check_contract(out, asked, REVERSE_VOCAB)
+    _apply(envs, out)
+
+
+# ----------------------------------------------------------------------------- text
+def test_text_guide_reencodes_and_appends_eos() -> None:
+    tok = positive_tokenizer()
+    envs = make_positive_vector_env(4)
+    states = _states(envs, [0, 2, 1, 0])
+    seen: list[list[str]] = []
+
+    def fn(texts: list[str]) -> list[str]:
+        seen.append(texts)
+        return ["great wonderful movie", "good", "", "fine fine fine fine fine fine"][: len(texts)]
+
+    guide = TextGuide(fn, tok, prompt_template="Continue: {prompt}")
+    asked = [2, 3, 2, 0]
+    out = guide.act(states, asked, np.random.default_rng(0))
+    _check_contract(out, asked, POSITIVE_VOCAB)
+    great, wonderful, good = tok.encode("great wonderful good")
+    assert out[:3] == [(great, wonderful), (good, EOS), (EOS,)]
+    assert out[3] == ()
+    assert len(seen) == 1 and len(seen[0]) == 3  # 0-token states are not sent
+    prompt = tok.decode(states[1].prompt_ids)
+    completion = tok.decode(states[1].generated_ids)
+    assert seen[0][1] == f"Continue: {prompt} {completion}"
+    _apply(envs, out)
+    assert guide.act(states[:1], [0], np.random.default_rng(0)) == [()]
+    assert len(seen) == 1  # nothing asked: fn not called
+
+
+def test_text_guide_times_out_after_retries() -> None:
+    calls = []
+
+    def slow(texts: list[str]) -> list[str]:
+        calls.append(1)
+        time.sleep(0.5)
+        return texts
+
+    state = make_positive_vector_env(1).task.initial_state(0)
+    guide = TextGuide(slow, positive_tokenizer(), timeout_s=0.05, max_retries=2, retry_backoff_s=0)
+    start = time.perf_counter()
+    with pytest.raises(GuideTimeoutError, match="did not answer") as info:
+        guide.act([state], [1], np.random.default_rng(0))
+    assert time.perf_counter() - start < 0.45
+    assert len(calls) == 3
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+def test_text_guide_raising_fn_and_flaky_fn() -> None:
+    state = make_positive_vector_env(1).task.initial_state(0)
+    tok = positive_tokenizer()
+
+    def broken(texts: list[str]) -> list[str]:
+        raise ConnectionError("service down")
+
+    guide = TextGuide(broken, tok, max_retries=1, retry_backoff_s=0)
+    with pytest.raises(GuideError, match="service down") as info:
+        guide.act([state], [1], np.random.default_rng(0))
+    assert not isinstance(info.value, GuideTimeoutError)
+    assert isinstance(info.value.__cause__, ConnectionError)
+
+    attempts = []
+
+    def flaky(texts: list[str]) -> list[str]:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("try again")
+        return ["great"] * len(texts)
+
+    guide = TextGuide(flaky, tok, max_retries=2, retry_backoff_s=0.001)
+    assert guide.act([state], [1], np.random.default_rng(0)) == [tuple(tok.encode("great"))]
+    assert len(attempts) == 3
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [("great", "list of str"), (["great", "good"], "2 texts"), ([3], "int"), (["zzz"], "encode")],
+)
+def test_text_guide_malformed_output_fails_at_once(reply: object, message: str) -> None:
+    calls = []
+
+    def fn(texts: list[str]) -> object:
+        calls.append(1)
+        return reply
+
+    state = make_positive_vector_env(1).task.initial_state(0)
+    guide = TextGuide(fn, positive_tokenizer(), max_retries=3)  # type: ignore[arg-type]
+    with pytest.raises(GuideError, match=message):
+        guide.act([state], [1], np.random.default_rng(0))
+    assert len(calls) == 1
+
+
+def test_text_guide_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="prompt_template"):
+        TextGuide(lambda t: t, positive_tokenizer(), prompt_template="no placeholder")
+    with pytest.raises(ValueError, match="timeout_s"):
+        TextGuide(lambda t: t, positive_tokenizer(), timeout_s=0)
+
+
+# ------------------------------------------------------------------------------- HF
+@pytest.fixture
+def budgets(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Records the per-row budgets of every sampler call made by HFGuide."""
+    recorded: list[list[int]] = []
+    real = hf_module.sample
+
+    def spy(*args: object, **kwargs: object) -> list[list[int]]:
+        recorded.append(list(args[3]))  # type: ignore[arg-type]
+        out = real(*args, **kwargs)  # type: ignore[arg-type]
+        assert all(len(o) <= b for o, b in zip(out, recorded[-1], strict=True))
+        return out
+
+    monkeypatch.setattr(hf_module, "sample", spy)
+    return recorded
+
+
+def test_hf_guide_fast_path(budgets: list[list[int]]) -> None:
+    envs = make_reverse_vector_env(6)
+    states = _states(envs, [0, 1, 2, 3, 0, 5])
+    guide = HFGuide(tiny_causal_lm(REVERSE_VOCAB, seed=3), reverse_tokenizer(), batch_size=4)
+    asked = [8, 0, 1, 3, 2, 3]
+    out = guide.act(states, asked, np.random.default_rng(0))
+    _check_contract(out, asked, REVERSE_VOCAB)
+    assert budgets == [[8, 1, 3, 2], [3]]  # exactly what was asked, chunked by batch_size
+    assert out == guide.act(states, asked, np.random.default_rng(0))
+    assert out != guide.act(states, asked, np.random.default_rng(1))
+    _apply(envs, out)
+
+
+def test_hf_guide_stop_token_becomes_eos() -> None:
+    states = _states(make_reverse_vector_env(3), [0, 1, 2])
+    model = tiny_causal_lm(REVERSE_VOCAB, seed=3)
+    greedy = HFGuide(model, reverse_tokenizer(), do_sample=False)
+    free = greedy.act(states, [8, 8, 8], np.random.default_rng(0))
+    stop = next(t for t in free[0] if t != EOS)
+    stopping = HFGuide(model, reverse_tokenizer(), do_sample=False, stop_token_ids=[stop])
+    out = stopping.act(states, [8, 8, 8], np.random.default_rng(0))
+    cut = free[0].index(stop)
+    assert out[0] == (*free[0][:cut], EOS)
+    _check_contract(out, [8, 8, 8], REVERSE_VOCAB)
+
+
+def _lexicon_guide(**kwargs: object) -> HFGuide:
+    guide_tok = tiny_hf_tokenizer(list(POSITIVE_LEXICON))
+    model = tiny_causal_lm(len(guide_tok), seed=5)
+    return HFGuide(model, guide_tok, policy_tokenizer=positive_tokenizer(), **kwargs)
+
+
+def test_hf_guide_text_handoff(budgets: list[list[int]]) -> None:
+    envs = make_positive_vector_env(5)
+    states = _states(envs, [0, 1, 3, 0, 2])
+    guide = _lexicon_guide(prompt_template="Continue this review: {prompt}")
+    assert not guide.fast
+    asked = [3, 2, 1, 0, 4]
+    out = guide.act(states, asked, np.random.default_rng(0))
+    _check_contract(out, asked, POSITIVE_VOCAB)
+    assert budgets[0] == [k + 1 for k in asked if k > 0]  # about what was asked, not more
+    total = np.sum([sum(b) for b in budgets])
+    assert total <= 3 * sum(k + 1 for k in asked if k > 0)
+    assert out == guide.act(states, asked, np.random.default_rng(0))
+    _apply(envs, out)
+    prompt = positive_tokenizer().decode(states[2].prompt_ids)
+    completion = positive_tokenizer().decode(states[2].generated_ids)
+    assert guide.contexts(states[2:3]) == [f"Continue this review: {prompt} {completion}"]
+
+
+def test_hf_guide_chat_template_and_handoff_stop() -> None:
+    guide = _lexicon_guide(use_chat_template=True, prompt_template="review: {prompt}")
+    guide.tokenizer.chat_template = (
+        "{% for m in messages %}<user> {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}<bot> {% endif %}"
+    )
+    states = _states(make_positive_vector_env(2), [0, 2])
+    prompt = positive_tokenizer().decode(states[0].prompt_ids)
+    assert guide.contexts(states[:1]) == [f"<user> review: {prompt} <bot> "]
+    out = guide.act(states, [6, 6], np.random.default_rng(0))
+    _check_contract(out, [6, 6], POSITIVE_VOCAB)
+
+    # A guide that stops at once (every word is a stop token) hands over just the policy EOS.
+    quitter = _lexicon_guide(stop_token_ids=list(range(len(guide.tokenizer))))
+    assert quitter.act(states, [3, 1], np.random.default_rng(0)) == [(EOS,), (EOS,)]

@@ -1,0 +1,224 @@
+"""A small KV-cached batched sampling loop for decoder-only (causal) language models.
+
+:func:`sample` continues a left-padded batch of contexts, one token per forward pass, reusing the
+key/value cache the model returns. Every row has its own token budget and stops at its own EOS;
+finished rows are dropped from the batch (and from the cache) so the remaining rows run faster.
+:func:`sample_next` is the pure per-step token choice (greedy, temperature, top-k, top-p), so
+other loops (e.g. RL agents that also need log-probabilities) can reuse it.
+
+Shapes in comments: ``B`` rows, ``T`` context columns, ``V`` vocabulary entries.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["sample", "sample_next"]
+
+
+def _check_sampling(top_k: int, top_p: float, temperature: float, do_sample: bool) -> None:
+    """Raise ``ValueError``/``TypeError`` on sampling parameters outside their domains."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an int >= 0 (0 = off), got {top_k!r}")
+    if not isinstance(top_p, int | float) or not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    if not isinstance(temperature, int | float) or not temperature > 0.0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if not isinstance(do_sample, bool):
+        raise TypeError(f"do_sample must be a bool, got {type(do_sample).__name__}")
+
+
+def sample_next(
+    logits: torch.Tensor,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.LongTensor:
+    """Choose one token per row from next-token logits.
+
+    Args:
+        logits: ``(B, V)`` unnormalised scores; ``-inf`` entries are never chosen.
+        top_k: Keep only the ``top_k`` highest-scoring tokens (0 keeps all; ties with the
+            ``top_k``-th score are kept).
+        top_p: Nucleus sampling: keep the smallest set of most likely tokens whose probability
+            mass reaches ``top_p`` (1.0 keeps all; the most likely token is always kept).
+        temperature: Divides the logits before the softmax (> 0).
+        do_sample: ``False`` returns the arg-max (the other parameters are then ignored).
+        generator: Random source of the multinomial draw (on the logits' device), for
+            reproducible sampling.
+
+    Returns:
+        ``(B,)`` int64 token ids.
+    """
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise ValueError("logits must be a 2-D tensor of shape (B, V)")
+    _check_sampling(top_k, top_p, temperature, do_sample)
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    scores = logits.float() / temperature  # (B, V)
+    vocab = scores.shape[-1]
+    if 0 < top_k < vocab:
+        kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_scores, order = scores.sort(dim=-1, descending=True)  # (B, V) each
+        probs = sorted_scores.softmax(dim=-1)  # (B, V)
+        mass_before = probs.cumsum(dim=-1) - probs  # (B, V) mass of strictly better tokens
+        drop_sorted = mass_before >= top_p  # (B, V); column 0 is never dropped
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # (B, V)
+        scores = scores.masked_fill(drop, float("-inf"))
+    probs = scores.softmax(dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+
+
+def _budgets(max_new_tokens: Sequence[int] | int, batch: int) -> list[int]:
+    """Per-row budgets from an int or a sequence of ``batch`` ints (all >= 0)."""
+    if isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool):
+        values = [max_new_tokens] * batch
+    else:
+        values = list(max_new_tokens)
+        if len(values) != batch:
+            raise ValueError(f"max_new_tokens has {len(values)} entries for {batch} rows")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"max_new_tokens entries must be ints >= 0, got {v!r}")
+        out.append(int(v))
+    return out
+
+
+def _can_prune(cache: Any) -> bool:
+    """Whether rows of ``cache`` can be dropped safely (a plain dynamic key/value cache)."""
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:  # pragma: no cover - transformers without the 5.x cache classes
+        return False
+    layers = getattr(cache, "layers", None)
+    return (
+        isinstance(cache, DynamicCache)
+        and layers is not None
+        and all(isinstance(layer, DynamicLayer) for layer in layers)
+    )
+
+
+@torch.inference_mode()
+def sample(
+    model: Any,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    max_new_tokens: Sequence[int] | int,
+    *,
+    eos_token_ids: Sequence[int],
+    top_k: int = 0,
+    top_p: float = 1.0,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    generator: torch.Generator | None = None,
+    vocab_limit: int | None = None,
+) -> list[list[int]]:
+    """Continue each row of a batch of contexts with a KV-cached sampling loop.
+
+    The model is called once on the whole context, then once per new token with only that
+    token and the cache (``past_key_values``) returned by the previous call. Position ids are
+    ``attention_mask.cumsum(-1) - 1`` (clipped at 0), so left padding and holes in the mask are
+    handled. The model is used as it is: put it in eval mode first if it has dropout.
+
+    Args:
+        model: A Hugging Face causal LM (any module whose forward accepts ``input_ids``,
+            ``attention_mask``, ``position_ids``, ``past_key_values``, ``use_cache`` and returns
+            ``.logits`` ``(B, T, V)`` and ``.past_key_values``).
+        input_ids: ``(B, T)`` context token ids, left-padded.
+        attention_mask: ``(B, T)`` 1 for real tokens, 0 for padding; every row with a positive
+            budget needs at least one real token.
+        max_new_tokens: Budget per row (a sequence of ``B`` ints) or one budget for all rows.
+            Rows with budget 0 return ``[]`` and are not run through the model.
+        eos_token_ids: Token ids that end a row; the ending token is included in its output.
+            May be empty (rows then stop only at their budget).
+        top_k: See :func:`sample_next`.
+        top_p: See :func:`sample_next`.
+        temperature: See :func:`sample_next`.
+        do_sample: ``False`` for greedy decoding.
+        generator: Random source of the sampling (on the model's device).
+        vocab_limit: If given, ids ``>= vocab_limit`` are never produced (e.g. padded
+            embedding rows beyond the tokenizer's vocabulary).
+
+    Returns:
+        ``B`` lists of new token ids: row ``i`` has ``max_new_tokens[i]`` ids, or fewer if it
+        ends with one of ``eos_token_ids``.
+    """
+    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
+        raise ValueError("input_ids must be a 2-D tensor of shape (B, T)")
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask must be a tensor shaped like input_ids {tuple(input_ids.shape)}"
+        )
+    _check_sampling(top_k, top_p, temperature, do_sample)
+    if vocab_limit is not None and (
+        isinstance(vocab_limit, bool) or not isinstance(vocab_limit, int) or vocab_limit < 1
+    ):
+        raise ValueError(f"vocab_limit must be a positive int or None, got {vocab_limit!r}")
+    batch = input_ids.shape[0]
+    budgets = _budgets(max_new_tokens, batch)
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    rows = [i for i in range(batch) if budgets[i] > 0]  # original index of each live row
+    if not rows:
+        return outputs
+    stop = torch.tensor(sorted({int(t) for t in eos_token_ids}), dtype=torch.long)  # (S,)
+    choose = dict(
+        top_k=top_k, top_p=top_p, temperature=temperature, do_sample=do_sample, generator=generator
+    )
+
+    device = input_ids.device
+    keep = torch.tensor(rows, device=device)
+    ids = input_ids[keep].long()  # (B', T)
+    mask = attention_mask[keep].long()  # (B', T)
+    if (mask.sum(-1) == 0).any():
+        raise ValueError("every row with a positive budget needs at least one attended token")
+    first = int(mask.any(0).long().argmax())  # columns before it are padding in every row
+    ids, mask = ids[:, first:], mask[:, first:]  # (B', T')
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B', T')
+    left = torch.tensor([budgets[i] for i in rows], device=device)  # (B',) tokens still allowed
+    stop = stop.to(device)
+
+    extra = {}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        extra["logits_to_keep"] = 1  # only the last position's logits are needed
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+    done = torch.zeros(len(rows), dtype=torch.bool, device=device)  # (B',) kept but finished
+    while True:
+        logits = out.logits[:, -1, :]  # (B', V)
+        if vocab_limit is not None and vocab_limit < logits.shape[-1]:
+            logits = logits.clone()
+            logits[:, vocab_limit:] = float("-inf")
+        token = sample_next(logits, **choose)  # (B',)
+        for r, t, d in zip(rows, token.tolist(), done.tolist(), strict=True):
+            if not d:
+                outputs[r].append(t)
+        left = left - 1  # (B',)
+        done = done | (left <= 0) | torch.isin(token, stop)  # (B',)
+        if bool(done.all()):
+            return outputs
+        cache = out.past_key_values
+        positions = positions[:, -1:] + 1  # (B', 1)
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)  # (B', T'+1)
+        if bool(done.any()) and _can_prune(cache):  # drop finished rows from batch and cache
+            alive = torch.nonzero(~done).squeeze(-1)  # (B'',)
+            cache.batch_select_indices(alive)
+            rows = [rows[j] for j in alive.tolist()]
+            token, left, mask, positions = token[alive], left[alive], mask[alive], positions[alive]
+            done = done[alive]
+        # (otherwise finished rows ride along, flagged in `done`, and their outputs stay fixed)
+        out = model(
+            input_ids=token[:, None],  # (B', 1)
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )

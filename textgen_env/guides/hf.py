@@ -1,0 +1,247 @@
+"""`HFGuide`: a Hugging Face causal LM as a guide, directly or through a text hand-off."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from textgen_env.generation import sample
+from textgen_env.guides._util import (
+    check_request,
+    check_template,
+    encode_text,
+    format_prompt,
+    require_eos,
+    state_texts,
+    suffix_text,
+)
+from textgen_env.state import TextState
+from textgen_env.tokenizer import Tokenizer
+
+__all__ = ["HFGuide"]
+
+MAX_ROUNDS = 8
+"""Text hand-off: most sampling rounds per call before a row that yields too little policy
+text is treated as finished (its guide tokens decode to nothing the policy can use)."""
+
+
+def _left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)``, each ``(B, T)``, of left-padded ``seqs``."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (B, T)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+            mask[r, width - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+class HFGuide:
+    """A causal LM that proposes the next tokens by sampling (KV-cached, batched).
+
+    **Fast path** (no ``prompt_template``, no chat template, ``policy_tokenizer`` ``None`` or
+    ``tokenizer`` itself): the model reads ``prompt_ids + generated_ids`` of each state and its
+    sampled ids are the policy's ids; a row gets exactly ``k`` new tokens unless it stops.
+
+    **Text hand-off** (otherwise): the state's prompt and completion so far are decoded with the
+    policy tokenizer; the guide context is ``prompt_template`` (``{prompt}`` replaced by the
+    prompt; chat-wrapped as a user message if ``use_chat_template``) followed by the
+    completion so far. The guide samples a few tokens (``k + 1`` at first), their text is
+    re-encoded with the policy tokenizer, and the first ``k`` policy ids are returned. One
+    policy id more than needed is required before returning, so the last returned id is not a
+    word cut by the end of the sample; while the re-encoding is too short and the guide has
+    not stopped, it is asked for more (at most :data:`MAX_ROUNDS` rounds, each at least
+    doubling what the row has generated; a row still short after them is treated as finished).
+
+    In both paths the guide stops at its EOS (``tokenizer.eos_token_id`` and the model's
+    ``generation_config.eos_token_id``) or any of ``stop_token_ids``; a stop becomes the policy
+    EOS (``policy_tokenizer.eos_token_id``), appended when there is room. Ids at or beyond
+    ``len(tokenizer)`` (padded embedding rows) are never sampled.
+
+    Randomness: every call seeds a ``torch.Generator`` on the model's device from ``rng``.
+
+    Args:
+        model: A Hugging Face causal LM (in eval mode), e.g. from
+            :func:`textgen_env.models.load_causal_lm`; its device is used.
+        tokenizer: The guide model's tokenizer.
+        policy_tokenizer: The env's tokenizer, if different from ``tokenizer``.
+        prompt_template: Guide prompt with a ``{prompt}`` placeholder, e.g. ``"Continue this
+            movie review so that it ends positively: {prompt}"``.
+        use_chat_template: Wrap the formatted prompt with
+            ``tokenizer.apply_chat_template`` as one user message (generation prompt added).
+        stop_token_ids: Further guide token ids that end the continuation.
+        top_k: Top-k filter of the sampling (0 = off).
+        top_p: Nucleus filter of the sampling (1.0 = off).
+        temperature: Sampling temperature.
+        do_sample: ``False`` for greedy decoding.
+        batch_size: Most states per forward batch (``None``: all at once).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Tokenizer,
+        *,
+        policy_tokenizer: Tokenizer | None = None,
+        prompt_template: str | None = None,
+        use_chat_template: bool = False,
+        stop_token_ids: Sequence[int] = (),
+        top_k: int = 50,
+        top_p: float = 1.0,
+        temperature: float = 1.0,
+        do_sample: bool = True,
+        batch_size: int | None = None,
+    ) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be a callable torch module, got {type(model).__name__}")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        if use_chat_template and not callable(getattr(tokenizer, "apply_chat_template", None)):
+            raise TypeError("use_chat_template needs a tokenizer with apply_chat_template")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.policy_tokenizer = tokenizer if policy_tokenizer is None else policy_tokenizer
+        self.prompt_template = check_template(prompt_template)
+        self.use_chat_template = bool(use_chat_template)
+        self.sampling = dict(top_k=top_k, top_p=top_p, temperature=temperature, do_sample=do_sample)
+        self.batch_size = batch_size
+        self.fast = (
+            prompt_template is None
+            and not use_chat_template
+            and self.policy_tokenizer is self.tokenizer
+        )
+        self.eos_token_id = require_eos(self.policy_tokenizer, "policy_tokenizer")
+        stops = {int(t) for t in stop_token_ids}
+        guide_eos = getattr(tokenizer, "eos_token_id", None)
+        if guide_eos is not None:
+            stops.add(int(guide_eos))
+        config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if config_eos is not None:
+            stops.update(int(t) for t in np.atleast_1d(config_eos))
+        if not stops:
+            raise ValueError("the guide has no stop token: give stop_token_ids or an EOS id")
+        self.stop_token_ids = frozenset(stops)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        pad = guide_eos if pad is None else pad
+        self.pad_token_id = 0 if pad is None else int(pad)  # any id works: padding is masked
+        self.vocab_limit = len(tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model."""
+        device = getattr(self.model, "device", None)
+        return device if device is not None else next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ sampling
+    def _sample(
+        self, contexts: list[list[int]], budgets: list[int], generator: torch.Generator
+    ) -> list[list[int]]:
+        """Sample continuations of ``contexts`` in chunks of ``batch_size``."""
+        step = self.batch_size or max(len(contexts), 1)
+        out: list[list[int]] = []
+        for lo in range(0, len(contexts), step):
+            ids, mask = _left_pad(contexts[lo : lo + step], self.pad_token_id, self.device)
+            out += sample(
+                self.model,
+                ids,
+                mask,
+                budgets[lo : lo + step],
+                eos_token_ids=sorted(self.stop_token_ids),
+                generator=generator,
+                vocab_limit=self.vocab_limit,
+                **self.sampling,
+            )
+        return out
+
+    def act(
+        self,
+        states: Sequence[TextState],
+        num_tokens: Sequence[int],
+        rng: np.random.Generator,
+    ) -> list[tuple[int, ...]]:
+        """Sample up to ``num_tokens[i]`` next policy tokens for each state."""
+        counts = check_request(states, num_tokens, rng)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(int(rng.integers(2**63 - 1)))
+        out: list[tuple[int, ...]] = [()] * len(counts)
+        rows = [i for i, k in enumerate(counts) if k > 0]
+        if not rows:
+            return out
+        chosen = [states[i] for i in rows]
+        ks = [counts[i] for i in rows]
+        act = self._act_fast if self.fast else self._act_text
+        for i, tokens in zip(rows, act(chosen, ks, generator), strict=True):
+            out[i] = tokens
+        return out
+
+    def _act_fast(
+        self, states: list[TextState], ks: list[int], generator: torch.Generator
+    ) -> list[tuple[int, ...]]:
+        """Same vocabulary: sample policy ids directly, a stop token becoming EOS."""
+        contexts = [[*s.prompt_ids, *s.generated_ids] for s in states]
+        result = []
+        for tokens in self._sample(contexts, ks, generator):
+            if tokens and tokens[-1] in self.stop_token_ids:
+                tokens[-1] = self.eos_token_id
+            result.append(tuple(tokens))
+        return result
+
+    # ------------------------------------------------------------- text hand-off
+    def contexts(self, states: Sequence[TextState]) -> list[str]:
+        """Guide context texts of ``states`` (text hand-off path)."""
+        prompts, completions = state_texts(self.policy_tokenizer, states)
+        texts = []
+        for prompt, completion in zip(prompts, completions, strict=True):
+            user = format_prompt(self.prompt_template, prompt)
+            if self.use_chat_template:
+                user = self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+                )
+            texts.append(user + completion)
+        return texts
+
+    def _encode_context(self, text: str) -> list[int]:
+        """Guide ids of a context (the chat template brings its own special tokens)."""
+        ids = self.tokenizer.encode(text, add_special_tokens=not self.use_chat_template)
+        if not ids:
+            raise ValueError(f"guide context encodes to zero tokens: {text!r}")
+        return [int(t) for t in ids]
+
+    def _act_text(
+        self, states: list[TextState], ks: list[int], generator: torch.Generator
+    ) -> list[tuple[int, ...]]:
+        """Different vocabulary or prompt: sample guide text, re-encode it for the policy."""
+        n = len(states)
+        contexts = [self._encode_context(t) for t in self.contexts(states)]
+        sampled: list[list[int]] = [[] for _ in range(n)]  # guide ids so far, stop excluded
+        policy: list[list[int]] = [[] for _ in range(n)]  # their re-encoding
+        stopped = [False] * n
+        result: list[tuple[int, ...] | None] = [None] * n
+        for _ in range(MAX_ROUNDS):
+            pending = [i for i in range(n) if result[i] is None]
+            if not pending:
+                break
+            budgets = [max(ks[i] + 1 - len(policy[i]), len(sampled[i]), 1) for i in pending]
+            new = self._sample([contexts[i] + sampled[i] for i in pending], budgets, generator)
+            for i, tokens in zip(pending, new, strict=True):
+                if tokens and tokens[-1] in self.stop_token_ids:
+                    stopped[i] = True
+                    tokens = tokens[:-1]
+                sampled[i] += tokens
+                text = suffix_text(self.tokenizer, contexts[i], sampled[i])
+                policy[i] = encode_text(self.policy_tokenizer, text, "HFGuide")
+                if len(policy[i]) > ks[i] or stopped[i]:
+                    result[i] = self._finish(policy[i], ks[i])
+        return [self._finish(policy[i], ks[i]) if r is None else r for i, r in enumerate(result)]
+
+    def _finish(self, ids: list[int], k: int) -> tuple[int, ...]:
+        """First ``k`` policy ids, or all of them plus EOS when there are fewer."""
+        return tuple(ids[:k]) if len(ids) >= k else (*ids, self.eos_token_id)
