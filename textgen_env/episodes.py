@@ -19,7 +19,7 @@ import numpy as np
 from textgen_env.state import TextState
 from textgen_env.task import TextTask
 
-__all__ = ["EpisodeBatch"]
+__all__ = ["EpisodeBatch", "states_to_arrays"]
 
 
 @dataclass
@@ -110,3 +110,14 @@ class EpisodeBatch:
         """Undo to ``snap``."""
         for f, arr in zip(self._FIELDS, snap.arrays, strict=True):
             getattr(self, f)[...] = arr
+
+
+def states_to_arrays(task: TextTask, states: list[TextState]) -> dict[str, np.ndarray]:
+    """The observation arrays ``(len(states), P+G)`` of ``states`` (same layout as the env).
+
+    Training code uses this to turn finished states into a padded batch for one forward pass.
+    """
+    batch = EpisodeBatch(task, len(states))
+    for row, state in enumerate(states):
+        batch.load(row, task.validate_state(state, allow_terminal=True))
+    return batch.observation()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -96,6 +97,7 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._episodes = EpisodeBatch(self.task, num_envs)
+        self.reward_seconds = 0.0  # wall time spent in the reward function (instrumentation)
 
     # ------------------------------------------------------------------ reset
     def reset(
@@ -251,7 +253,9 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
                 truncated[rows] |= trunc
             finished = np.flatnonzero(terminated | truncated)
             if len(finished):
+                t0 = time.perf_counter()
                 rewards[finished] = ep.score(finished)  # one batched reward call
+                self.reward_seconds += time.perf_counter() - t0
         except BaseException:
             ep.restore(snap)
             raise
