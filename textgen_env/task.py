@@ -151,6 +151,10 @@ class TextTask:
             raise InvalidStateError(
                 f"state belongs to task {state.task_id!r}, this env runs {self.task_id!r}"
             )
+        if isinstance(state.prompt_index, bool) or not isinstance(state.prompt_index, int):
+            raise InvalidStateError(
+                f"state prompt_index must be an int, got {type(state.prompt_index).__name__}"
+            )
         if not 0 <= state.prompt_index < self.num_prompts:
             raise InvalidStateError(
                 f"state prompt_index {state.prompt_index} out of range [0, {self.num_prompts})"
@@ -159,6 +163,10 @@ class TextTask:
             raise InvalidStateError(
                 f"state prompt tokens do not match prompt {state.prompt_index} of {self.task_id!r}"
                 f" (len {len(state.prompt_ids)} vs {len(self.prompt_ids[state.prompt_index])})"
+            )
+        if state.references != self.prompts[state.prompt_index].references:
+            raise InvalidStateError(
+                f"state references do not match those of prompt {state.prompt_index}"
             )
         gen = state.generated_ids
         if len(gen) > self.max_new_tokens:

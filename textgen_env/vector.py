@@ -220,6 +220,8 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
         """Core transition on a validated ``(N, k)`` token matrix; atomic on failure."""
         ep = self._episodes
         n, k = tokens.shape
+        if k == 0:  # nothing to append
+            return np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         has = tokens != NO_TOKEN  # (N, k)
         counts = has.sum(axis=1)  # (N,)
         if (has & ~(np.arange(k) < counts[:, None])).any():

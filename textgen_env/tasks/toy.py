@@ -107,7 +107,7 @@ def _reverse_kwargs(split: str) -> dict[str, Any]:
         reward_fn=ReverseReward(),
         max_new_tokens=REVERSE_MAX_NEW_TOKENS,
         max_prompt_tokens=8,
-        task_id="Reverse-v0",
+        task_id=f"Reverse-v0/{split}",
         prompt_truncation="error",
     )
 
@@ -204,7 +204,7 @@ def _positive_kwargs(split: str) -> dict[str, Any]:
         reward_fn=PositiveReward(POSITIVE_MAX_NEW_TOKENS),
         max_new_tokens=POSITIVE_MAX_NEW_TOKENS,
         max_prompt_tokens=8,
-        task_id="Positive-v0",
+        task_id=f"Positive-v0/{split}",
         prompt_truncation="error",
     )
 
