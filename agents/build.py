@@ -1,0 +1,87 @@
+"""Build the pieces of a run from a config: envs, policy, tokenizer, learner and guide.
+
+The only name → object maps are the literal dicts below (toy-task guides and model sizes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import textgen_env  # noqa: F401  (registers ids)
+from agents.config import TrainConfig
+from agents.policy import ActorCritic
+from textgen_env.guides import HFGuide, ScriptedGuide
+from textgen_env.guides.base import GuidePolicy
+from textgen_env.models import load_causal_lm, tiny_causal_lm
+from textgen_env.tasks.toy import positive_expert, reverse_expert
+from textgen_env.vector import TextGenVectorEnv
+
+__all__ = ["TOY_EXPERTS", "build_envs", "build_policy", "learner_policy", "scripted_guide"]
+
+# Toy tasks: their optimal expert (the scripted guide adds ε-noise to it).
+TOY_EXPERTS: dict[str, Callable] = {
+    "textgen_env/Reverse-v0": reverse_expert,
+    "textgen_env/Positive-v0": positive_expert,
+}
+# A tiny LM learns the toy tasks in minutes on 2 CPU cores.
+TOY_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_positions": 64}
+
+
+def is_toy(env_id: str) -> bool:
+    """Whether ``env_id`` is a toy task (tiny random policy, scripted guide)."""
+    return env_id in TOY_EXPERTS
+
+
+def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -> tuple[Any, Any]:
+    """The policy LM and its tokenizer (``None`` tokenizer: use the toy env's)."""
+    if is_toy(cfg.env_id) and cfg.model is None:
+        assert vocab_size is not None
+        model = tiny_causal_lm(vocab_size, seed=cfg.seed, **TOY_MODEL)
+        return None, model
+    model, tokenizer = load_causal_lm(cfg.model, device=cfg.device)
+    return tokenizer, model
+
+
+def build_envs(cfg: TrainConfig, tokenizer: Any = None, split: str = "train") -> TextGenVectorEnv:
+    """The vector env of the run (``tokenizer`` replaces a real task's default one)."""
+    kwargs: dict[str, Any] = {"split": split}
+    if tokenizer is not None and not is_toy(cfg.env_id):
+        kwargs["tokenizer"] = tokenizer
+    return gym.make_vec(
+        cfg.env_id, num_envs=cfg.batch_size, vectorization_mode="vector_entry_point", **kwargs
+    )
+
+
+def build_policy(cfg: TrainConfig) -> tuple[ActorCritic, Any, TextGenVectorEnv]:
+    """ActorCritic (with LoRA when ``cfg.lora_rank > 0``), tokenizer and train envs."""
+    torch.manual_seed(cfg.seed)
+    if is_toy(cfg.env_id) and cfg.model is None:
+        envs = build_envs(cfg)
+        tokenizer, model = build_tokenizer_and_model(cfg, envs.unwrapped.task.vocab_size)
+        tokenizer = envs.unwrapped.task.tokenizer
+    else:
+        tokenizer, model = build_tokenizer_and_model(cfg)
+        envs = build_envs(cfg, tokenizer)
+    if cfg.lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules="all-linear"
+        )
+        model = get_peft_model(model, lora)
+    ac = ActorCritic(model, separate_critic=cfg.separate_critic).to(cfg.device)
+    return ac, tokenizer, envs
+
+
+def learner_policy(ac: ActorCritic, tokenizer: Any, cfg: TrainConfig) -> HFGuide:
+    """π as a :class:`~textgen_env.guides.GuidePolicy` (KV-cached sampling, same tokenizer)."""
+    return HFGuide(ac.model, tokenizer, top_k=cfg.top_k, temperature=cfg.temperature)
+
+
+def scripted_guide(env_id: str, vocab_size: int, epsilon: float) -> GuidePolicy:
+    """The toy task's ε-noisy expert."""
+    return ScriptedGuide(TOY_EXPERTS[env_id], vocab_size=vocab_size, epsilon=epsilon)

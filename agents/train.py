@@ -1,0 +1,73 @@
+"""``python -m agents.train --algo ALGO --env-id ID [...]``: train a policy.
+
+Every config field is a flag (``--help`` lists them with their documentation). Presets
+(``--preset paper`` / ``--preset cpu-small``) set several at once; explicit flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from agents.build import is_toy, scripted_guide
+from agents.cli import ALGOS, PRESETS, add_config_arguments, config_from_args
+from agents.config import TrainConfig
+from agents.trainer import run
+from textgen_env.guides import GuidePolicy, ReferenceGuide
+
+__all__ = ["main"]
+
+
+def parser_for(algo: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__)
+    parser.add_argument("--algo", choices=sorted(ALGOS), required=True, help="algorithm to run")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a set of defaults")
+    parser.add_argument("--init-from", help="checkpoint or run dir to start from (BC+X)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    if algo in ALGOS:
+        add_config_arguments(parser, ALGOS[algo][0])
+    return parser
+
+
+def guide_for(cfg: TrainConfig) -> Callable[[Any], GuidePolicy] | None:
+    """The run's guide builder: ``envs -> GuidePolicy`` (None when the algorithm needs none)."""
+    epsilon = getattr(cfg, "guide_epsilon", None)
+    if epsilon is None:
+        return None
+    if is_toy(cfg.env_id):
+        return lambda envs: scripted_guide(cfg.env_id, envs.unwrapped.task.vocab_size, epsilon)
+    from textgen_env.tasks import default_guide  # real tasks: the prompted instruct LM
+
+    return lambda envs: default_guide(cfg.env_id, envs.unwrapped.task.tokenizer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo")
+    parser = parser_for(pre.parse_known_args(argv)[0].algo)  # --help then lists its flags
+    args = parser.parse_args(argv)
+    cls, plan_fn, update_fn = ALGOS[args.algo]
+    try:
+        cfg = config_from_args(cls, args, args.preset)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
+    guide = demonstrator = None
+    if args.algo == "bc":
+        if cfg.demonstrations == "reference":
+            demonstrator = lambda envs: ReferenceGuide(envs.unwrapped.task.tokenizer)  # noqa: E731
+        else:
+            demonstrator = guide_for(cfg)
+    else:
+        guide = guide_for(cfg)
+    out = run(
+        cfg, plan_fn, update_fn, algo=args.algo, guide=guide, demonstrator=demonstrator,
+        init_from=args.init_from, resume=args.resume,
+    )  # fmt: skip
+    print(f"run directory: {out}")
+
+
+if __name__ == "__main__":
+    main()
