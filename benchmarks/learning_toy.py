@@ -1,0 +1,134 @@
+"""Learning evidence on a toy task: every algorithm vs. the random policy and the guide.
+
+For each algorithm and seed, trains with the ``cpu-small`` preset and, every ``--eval-every``
+iterations (continuing with ``--resume``, which reproduces an uninterrupted run exactly),
+evaluates π alone on the test split (no guide). Reports, per algorithm: final test return
+(mean ± std over seeds), whether it beats the random policy and the ε-scripted guide it
+learned from, and the episodes needed to reach PPO's final return. Writes
+``benchmarks/results/learning_<task>.json``.
+
+Run: ``.venv/bin/python benchmarks/learning_toy.py [--env-id ID] [--seeds 0 1 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import textgen_env  # noqa: F401  (registers ids)
+from agents.build import scripted_guide
+from agents.cli import ALGOS, PRESETS
+from agents.evaluate import evaluate
+from agents.trainer import run
+from textgen_env.oracles import roll_out
+
+ALGO_NAMES = ["ppo", "ppo_pp", "aggrevated", "lols", "d2lols"]
+OUT = Path(__file__).parent / "results"
+
+
+class UniformPolicy:
+    """The random policy: uniform over all tokens but pad."""
+
+    def __init__(self, vocab: int) -> None:
+        self.vocab = vocab
+
+    def act(self, states, num_tokens, rng):
+        out = []
+        for k in num_tokens:
+            seq: list[int] = []
+            while len(seq) < k and (not seq or seq[-1] != 1):
+                seq.append(int(rng.integers(1, self.vocab)))
+            out.append(tuple(seq))
+        return out
+
+
+def baseline(env_id: str, policy_for, seed: int = 0) -> float:
+    """Mean test return of a policy over all test prompts."""
+    envs = gym.make_vec(env_id, num_envs=48, vectorization_mode="vector_entry_point", split="test")
+    task = envs.unwrapped.task
+    policy = policy_for(task.vocab_size)
+    rng = np.random.default_rng(seed)
+    returns = []
+    for lo in range(0, task.num_prompts, 48):
+        states = [task.initial_state(i) for i in range(lo, min(lo + 48, task.num_prompts))]
+        returns += roll_out(envs, policy, states, rng)[1].tolist()
+    return float(np.mean(returns))
+
+
+def train_and_track(algo: str, env_id: str, seed: int, iterations: int, every: int, root: Path):
+    cls, plan_fn, update_fn = ALGOS[algo]
+    fields = cls.__dataclass_fields__
+    values = {k: v for k, v in PRESETS["cpu-small"].items() if k in fields}
+    out = root / f"{algo}-s{seed}"
+    curve = []
+    for done in range(every, iterations + 1, every):
+        cfg = cls(**{**values, "env_id": env_id, "seed": seed, "total_iterations": done,
+                     "checkpoint_every": every, "output_dir": str(out)})  # fmt: skip
+        eps = getattr(cfg, "guide_epsilon", 0.0)
+        guide = lambda envs, e=eps: scripted_guide(env_id, envs.unwrapped.task.vocab_size, e)  # noqa: E731
+        run(cfg, plan_fn, update_fn, algo=algo, guide=guide, resume=done > every)
+        result = evaluate(str(out), split="test", batch_size=48, seed=seed)
+        curve.append((done * cfg.batch_size, result["metrics"]["task_reward"]))
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--env-id", default="textgen_env/Positive-v0")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--guide-epsilon", type=float, default=0.3)
+    parser.add_argument("--runs-dir", default="/tmp/textgen_learning")
+    args = parser.parse_args()
+    t0 = time.time()
+    random_return = baseline(args.env_id, UniformPolicy)
+    guide_return = baseline(
+        args.env_id, lambda v: scripted_guide(args.env_id, v, args.guide_epsilon)
+    )
+    root = Path(args.runs_dir)
+    curves = {
+        a: [train_and_track(a, args.env_id, s, args.iterations, args.eval_every, root)
+            for s in args.seeds]
+        for a in ALGO_NAMES
+    }  # fmt: skip
+    ppo_final = statistics.mean(c[-1][1] for c in curves["ppo"])
+    rows = {}
+    for a, cs in curves.items():
+        finals = [c[-1][1] for c in cs]
+        reach = [next((n for n, r in c if r >= ppo_final), None) for c in cs]
+        rows[a] = {
+            "final_mean": statistics.mean(finals),
+            "final_std": statistics.pstdev(finals),
+            "beats_random": min(finals) > random_return,
+            "beats_guide": statistics.mean(finals) > guide_return,
+            "episodes_to_ppo_final": reach,
+            "curves": cs,
+        }
+    name = args.env_id.split("/")[-1].split("-")[0].lower()
+    result = {"env_id": args.env_id, "seeds": args.seeds, "iterations": args.iterations,
+              "preset": PRESETS["cpu-small"], "guide_epsilon": args.guide_epsilon,
+              "random_return": random_return, "guide_return": guide_return,
+              "ppo_final_return": ppo_final, "algorithms": rows,
+              "wall_seconds": time.time() - t0}  # fmt: skip
+    print(f"{args.env_id}, test split, π alone; seeds {args.seeds}, {args.iterations} iterations")
+    print(f"random policy {random_return:.3f} · scripted guide ε={args.guide_epsilon} "
+          f"{guide_return:.3f} · optimum see README")  # fmt: skip
+    print(f"{'algo':<12}{'final':>16}{'>random':>9}{'>guide':>8}  episodes to PPO's final")
+    for a, r in rows.items():
+        print(f"{a:<12}{r['final_mean']:>9.3f} ± {r['final_std']:.3f}{r['beats_random']!s:>9}"
+              f"{r['beats_guide']!s:>8}  {r['episodes_to_ppo_final']}")  # fmt: skip
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"learning_{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
