@@ -14,7 +14,14 @@ from typing import Any
 from agents import aggrevated, bc, d2lols, lols, ppo, ppo_pp
 from agents.config import TrainConfig, field_docs
 
-__all__ = ["ALGOS", "PRESETS", "add_config_arguments", "config_from_args", "config_from_dict"]
+__all__ = [
+    "ALGOS",
+    "PRESETS",
+    "add_config_arguments",
+    "config_from_args",
+    "config_from_dict",
+    "preset_values",
+]
 
 # --algo name -> (config class, plan, update)
 ALGOS: dict[str, tuple[type[TrainConfig], Any, Any]] = {
@@ -26,16 +33,32 @@ ALGOS: dict[str, tuple[type[TrainConfig], Any, Any]] = {
     "d2lols": (d2lols.D2LOLSConfig, d2lols.plan, ppo.update),
 }
 
-# --preset name -> overrides (fields an algorithm's config lacks are ignored).
-PRESETS: dict[str, dict[str, Any]] = {
+# --preset name -> {"all" or an algo name: overrides}; fields a config lacks are ignored.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The paper's IMDB setting: top-k 50, 48 new tokens (env), γ 0.99, λ 0.95, clip 0.2.
-    "paper": {"top_k": 50, "gamma": 0.99, "gae_lambda": 0.95, "clip_range": 0.2,
-              "vf_coef": 0.5, "learning_rate": 1e-5, "batch_size": 64, "minibatch_size": 16},
+    "paper": {
+        "all": {"top_k": 50, "gamma": 0.99, "gae_lambda": 0.95, "clip_range": 0.2,
+                "vf_coef": 0.5, "learning_rate": 1e-5, "batch_size": 64, "minibatch_size": 16},
+    },
     # A meaningful toy-task experiment on 2 CPU cores in minutes (tiny random LM).
-    "cpu-small": {"batch_size": 32, "minibatch_size": 16, "learning_rate": 1e-3,
-                  "total_iterations": 60, "update_epochs": 4, "kl_coef": 0.0, "top_k": 0,
-                  "tau": 10, "checkpoint_every": 20},
+    "cpu-small": {
+        "all": {"batch_size": 32, "minibatch_size": 16, "learning_rate": 1e-3,
+                "total_iterations": 30, "update_epochs": 4, "kl_coef": 0.0, "top_k": 0,
+                "checkpoint_every": 10},
+        "d2lols": {"tau": 10},  # AggreVaTeD for the first third of the run
+    },
 }  # fmt: skip
+
+
+def preset_values(preset: str | None, algo: str) -> dict[str, Any]:
+    """The overrides preset ``preset`` makes for ``algo``'s config."""
+    if preset is None:
+        return {}
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(ALGOS[algo][0])}
+    values = PRESETS[preset].get("all", {}) | PRESETS[preset].get(algo, {})
+    return {k: v for k, v in values.items() if k in names}
 
 
 def _base_type(tp: Any) -> Any:

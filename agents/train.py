@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     pre.add_argument("--algo")
     parser = parser_for(pre.parse_known_args(argv)[0].algo)  # --help then lists its flags
     args = parser.parse_args(argv)
-    cls, plan_fn, update_fn = ALGOS[args.algo]
+    _, plan_fn, update_fn = ALGOS[args.algo]
     try:
-        cfg = config_from_args(cls, args, args.preset)
+        cfg = config_from_args(args.algo, args, args.preset)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     guide = demonstrator = None

@@ -23,7 +23,7 @@ import numpy as np
 
 import textgen_env  # noqa: F401  (registers ids)
 from agents.build import scripted_guide
-from agents.cli import ALGOS, PRESETS
+from agents.cli import ALGOS, PRESETS, preset_values
 from agents.evaluate import evaluate
 from agents.trainer import run
 from textgen_env.oracles import roll_out
@@ -63,8 +63,7 @@ def baseline(env_id: str, policy_for, seed: int = 0) -> float:
 
 def train_and_track(algo: str, env_id: str, seed: int, iterations: int, every: int, root: Path):
     cls, plan_fn, update_fn = ALGOS[algo]
-    fields = cls.__dataclass_fields__
-    values = {k: v for k, v in PRESETS["cpu-small"].items() if k in fields}
+    values = preset_values("cpu-small", algo)
     out = root / f"{algo}-s{seed}"
     curve = []
     for done in range(every, iterations + 1, every):
