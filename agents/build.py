@@ -16,11 +16,18 @@ from agents.config import TrainConfig
 from agents.policy import ActorCritic
 from textgen_env.guides import HFGuide, ScriptedGuide
 from textgen_env.guides.base import GuidePolicy
-from textgen_env.models import load_causal_lm, tiny_causal_lm
+from textgen_env.models import load_causal_lm, load_seq2seq_lm, tiny_causal_lm, tiny_seq2seq_lm
 from textgen_env.tasks.toy import positive_expert, reverse_expert
 from textgen_env.vector import TextGenVectorEnv
 
-__all__ = ["TOY_EXPERTS", "build_envs", "build_policy", "learner_policy", "scripted_guide"]
+__all__ = [
+    "TOY_EXPERTS",
+    "build_envs",
+    "build_policy",
+    "is_seq2seq_model",
+    "learner_policy",
+    "scripted_guide",
+]
 
 # Toy tasks: their optimal expert (the scripted guide adds ε-noise to it).
 TOY_EXPERTS: dict[str, Callable] = {
@@ -29,6 +36,9 @@ TOY_EXPERTS: dict[str, Callable] = {
 }
 # A tiny LM learns the toy tasks in minutes on 2 CPU cores.
 TOY_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_positions": 64}
+# The same size as an encoder-decoder (``--seq2seq``): 2 encoder and 2 decoder layers, T5's
+# own initialisation (a 10x smaller one starts closer to uniform but learns far slower).
+TOY_SEQ2SEQ_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4}
 
 
 def is_toy(env_id: str) -> bool:
@@ -36,13 +46,34 @@ def is_toy(env_id: str) -> bool:
     return env_id in TOY_EXPERTS
 
 
+def is_seq2seq_model(name_or_path: str) -> bool:
+    """Whether the hub model or local folder ``name_or_path`` is an encoder-decoder LM."""
+    from transformers import AutoConfig
+
+    return bool(getattr(AutoConfig.from_pretrained(name_or_path), "is_encoder_decoder", False))
+
+
 def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -> tuple[Any, Any]:
-    """The policy LM and its tokenizer (``None`` tokenizer: use the toy env's)."""
+    """The policy LM and its tokenizer (``None`` tokenizer: use the toy env's).
+
+    Toy tasks without ``cfg.model`` get a tiny random LM (a T5 if ``cfg.seq2seq``). A named
+    model is loaded as an encoder-decoder when its config says so, else as a causal LM.
+    """
     if is_toy(cfg.env_id) and cfg.model is None:
         assert vocab_size is not None
-        model = tiny_causal_lm(vocab_size, seed=cfg.seed, **TOY_MODEL)
-        return None, model
-    model, tokenizer = load_causal_lm(cfg.model, device=cfg.device)
+        if cfg.seq2seq:
+            return None, tiny_seq2seq_lm(vocab_size, seed=cfg.seed, **TOY_SEQ2SEQ_MODEL)
+        return None, tiny_causal_lm(vocab_size, seed=cfg.seed, **TOY_MODEL)
+    if cfg.model is None:
+        if cfg.seq2seq:
+            raise ValueError("seq2seq on a real task needs --model naming an encoder-decoder LM")
+        model, tokenizer = load_causal_lm(None, device=cfg.device)
+    elif is_seq2seq_model(cfg.model):
+        model, tokenizer = load_seq2seq_lm(cfg.model, device=cfg.device)
+    elif cfg.seq2seq:
+        raise ValueError(f"seq2seq is set but {cfg.model} is not an encoder-decoder model")
+    else:
+        model, tokenizer = load_causal_lm(cfg.model, device=cfg.device)
     return tokenizer, model
 
 

@@ -61,6 +61,9 @@ class TrainConfig:
     model: str | None = None
     """Policy LM: a hub name or local directory. Default: a tiny random LM for the toy tasks,
     the offline SmolLM2-135M-Instruct for the real tasks."""
+    seq2seq: bool = False
+    """Toy tasks: a tiny random T5 policy instead of a causal LM; real models: detected from
+    the model's config."""
     seed: int = 0
     """Seed of every random number generator (env prompts, β coins, k, sampling, minibatches)."""
     total_iterations: int = 100

@@ -1,8 +1,12 @@
-"""The learner π: a causal LM with a scalar value head on its own trunk (no extra LM copy).
+"""The learner π: an LM with a scalar value head on its own trunk (no extra LM copy).
 
 Batches use the env's observation layout (prompt block of width ``P`` left-padded, then the
-generation block of width ``G`` right-padded), so the logits at column ``P - 1 + t`` predict
-generated token ``t`` and the value at that column is V(s_t), the state before token ``t``.
+generation block of width ``G`` right-padded). For a causal LM the logits at column
+``P - 1 + t`` predict generated token ``t`` and the value at that column is V(s_t), the state
+before token ``t``. For an encoder-decoder LM (e.g. T5) the encoder reads the prompt block and
+the decoder reads ``[decoder_start, g_0, ..., g_{G-2}]`` (the generation block shifted right),
+so decoder position ``t`` predicts token ``t`` and carries V(s_t). Either way :meth:`forward`
+returns logits ``(B, G, V)`` and values ``(B, G)``, so the algorithms never see the difference.
 """
 
 from __future__ import annotations
@@ -15,12 +19,26 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-__all__ = ["ActorCritic", "position_ids"]
+from textgen_env.generation import decoder_start_token_id, is_encoder_decoder
+
+__all__ = ["ActorCritic", "position_ids", "right_align"]
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip padding: ``cumsum(mask) - 1`` clipped at 0.  # (B, T)"""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def right_align(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's attended tokens to the front, in order (right padding).  # (B, T) each
+
+    Encoders with absolute positions expect their input at positions ``0..n-1``; the env's
+    prompt block is left-padded.
+    """
+    order = torch.argsort(1 - attention_mask.long(), dim=-1, stable=True)  # (B, T)
+    return input_ids.gather(-1, order), attention_mask.gather(-1, order)
 
 
 def _hidden_size(model: PreTrainedModel) -> int:
@@ -32,9 +50,11 @@ class ActorCritic(nn.Module):
     """Policy LM + value head.
 
     Args:
-        model: The policy, any Hugging Face causal LM (optionally a peft LoRA model).
+        model: The policy, a Hugging Face causal LM or encoder-decoder LM (detected from
+            ``model.config.is_encoder_decoder``), optionally a peft LoRA model.
         separate_critic: If True, the value head sits on a separate copy of the initial LM
-            (more memory, sometimes more stable); by default it shares the policy's trunk.
+            (more memory, sometimes more stable); by default it shares the policy's trunk (for
+            an encoder-decoder: the decoder's last hidden state).
         reference: The frozen reference policy π_ref for the KL penalty. ``None`` means: the
             adapter-disabled base when ``model`` is a LoRA model, otherwise a frozen copy of
             the initial ``model`` (the one extra LM copy PPO needs). Pass the guide's model
@@ -50,6 +70,10 @@ class ActorCritic(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
+        self.seq2seq = is_encoder_decoder(model)
+        if reference is not None and is_encoder_decoder(reference) != self.seq2seq:
+            raise ValueError("reference and model must both be causal or both encoder-decoder")
+        self.decoder_start = decoder_start_token_id(model) if self.seq2seq else None
         self.is_lora = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
         self.critic = copy.deepcopy(model) if separate_critic else None
         self.value_head = nn.Linear(_hidden_size(model), 1)
@@ -67,30 +91,49 @@ class ActorCritic(nn.Module):
         """The frozen reference model (``None`` for LoRA: the adapter-disabled base is used)."""
         return self._reference[0]
 
+    def _run(
+        self,
+        model: PreTrainedModel,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_width: int,
+        hidden: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(B, G, V)`` for the generated tokens and, if ``hidden``, the last hidden
+        state ``(B, G, H)`` at the same positions."""
+        if self.seq2seq:
+            enc_ids, enc_mask = right_align(
+                input_ids[:, :prompt_width], attention_mask[:, :prompt_width]
+            )  # (B, P) each
+            gen = input_ids[:, prompt_width:]  # (B, G)
+            start = gen.new_full((gen.shape[0], 1), self.decoder_start)  # (B, 1)
+            out = model(
+                input_ids=enc_ids,
+                attention_mask=enc_mask,
+                decoder_input_ids=torch.cat([start, gen[:, :-1]], dim=1),  # (B, G)
+                output_hidden_states=hidden,
+                use_cache=False,
+            )
+            return out.logits, out.decoder_hidden_states[-1] if hidden else None
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            output_hidden_states=hidden,
+            use_cache=False,
+        )
+        span = slice(prompt_width - 1, input_ids.shape[1] - 1)  # columns P-1 .. P+G-2
+        return out.logits[:, span], out.hidden_states[-1][:, span] if hidden else None
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, G, V)`` predicting each generated token and values ``(B, G)``."""
-        pos = position_ids(attention_mask)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=pos,
-            output_hidden_states=self.critic is None,
-            use_cache=False,
-        )
-        span = slice(prompt_width - 1, input_ids.shape[1] - 1)  # columns P-1 .. P+G-2
-        logits = out.logits[:, span]  # (B, G, V)
-        if self.critic is None:
-            hidden = out.hidden_states[-1][:, span]  # (B, G, H)
-        else:
-            hidden = self.critic(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=pos,
-                output_hidden_states=True,
-                use_cache=False,
-            ).hidden_states[-1][:, span]  # (B, G, H)
+        shared = self.critic is None
+        logits, hidden = self._run(self.model, input_ids, attention_mask, prompt_width, shared)
+        if not shared:
+            _, hidden = self._run(self.critic, input_ids, attention_mask, prompt_width, True)
+        assert hidden is not None
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)  # (B, G)
         return logits, values
 
@@ -101,13 +144,8 @@ class ActorCritic(nn.Module):
         """Logits ``(B, G, V)`` of π_ref at the same positions as :meth:`forward`."""
         model = self.reference if self.reference is not None else self.model
         with self._adapters_off():
-            out = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids(attention_mask),
-                use_cache=False,
-            )
-        return out.logits[:, prompt_width - 1 : input_ids.shape[1] - 1]  # (B, G, V)
+            logits, _ = self._run(model, input_ids, attention_mask, prompt_width, False)
+        return logits
 
     @contextmanager
     def _adapters_off(self) -> Iterator[None]:

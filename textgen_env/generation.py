@@ -1,8 +1,10 @@
-"""A small KV-cached batched sampling loop for decoder-only (causal) language models.
+"""Small KV-cached batched sampling loops for causal and encoder-decoder language models.
 
-:func:`sample` continues a left-padded batch of contexts, one token per forward pass, reusing the
-key/value cache the model returns. Every row has its own token budget and stops at its own EOS;
-finished rows are dropped from the batch (and from the cache) so the remaining rows run faster.
+:func:`sample` continues a left-padded batch of contexts of a decoder-only (causal) LM, one token
+per forward pass, reusing the key/value cache the model returns. :func:`sample_seq2seq` does the
+same for an encoder-decoder LM (e.g. T5): the encoder runs once, the decoder continues given
+prefixes. Every row has its own token budget and stops at its own EOS; finished rows are
+dropped from the batch (and from the cache) so the remaining rows run faster.
 :func:`sample_next` is the pure per-step token choice (greedy, temperature, top-k, top-p), so
 other loops (e.g. RL agents that also need log-probabilities) can reuse it.
 
@@ -16,8 +18,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
-__all__ = ["sample", "sample_next"]
+__all__ = [
+    "decoder_start_token_id",
+    "is_encoder_decoder",
+    "sample",
+    "sample_next",
+    "sample_seq2seq",
+]
 
 
 def _check_sampling(top_k: int, top_p: float, temperature: float, do_sample: bool) -> None:
@@ -78,6 +87,24 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
 
 
+def is_encoder_decoder(model: Any) -> bool:
+    """Whether ``model`` (a Hugging Face model, possibly peft-wrapped) is an encoder-decoder."""
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
+def decoder_start_token_id(model: Any) -> int:
+    """The id an encoder-decoder's decoder starts from (config, else generation config).
+
+    Raises:
+        ValueError: Neither the config nor the generation config defines it.
+    """
+    for source in (getattr(model, "config", None), getattr(model, "generation_config", None)):
+        start = getattr(source, "decoder_start_token_id", None)
+        if start is not None:
+            return int(start)
+    raise ValueError("the encoder-decoder model defines no decoder_start_token_id")
+
+
 def _budgets(max_new_tokens: Sequence[int] | int, batch: int) -> list[int]:
     """Per-row budgets from an int or a sequence of ``batch`` ints (all >= 0)."""
     if isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool):
@@ -94,12 +121,31 @@ def _budgets(max_new_tokens: Sequence[int] | int, batch: int) -> list[int]:
     return out
 
 
+def _check_vocab_limit(vocab_limit: int | None) -> None:
+    """Raise ``ValueError`` unless ``vocab_limit`` is ``None`` or a positive int."""
+    if vocab_limit is not None and (
+        isinstance(vocab_limit, bool) or not isinstance(vocab_limit, int) or vocab_limit < 1
+    ):
+        raise ValueError(f"vocab_limit must be a positive int or None, got {vocab_limit!r}")
+
+
+def _limit(logits: torch.Tensor, vocab_limit: int | None) -> torch.Tensor:
+    """``logits`` ``(B, V)`` with ids ``>= vocab_limit`` set to ``-inf`` (a copy if changed)."""
+    if vocab_limit is not None and vocab_limit < logits.shape[-1]:
+        logits = logits.clone()
+        logits[:, vocab_limit:] = float("-inf")
+    return logits
+
+
 def _can_prune(cache: Any) -> bool:
-    """Whether rows of ``cache`` can be dropped safely (a plain dynamic key/value cache)."""
+    """Whether rows of ``cache`` can be dropped safely (a plain dynamic key/value cache, or an
+    encoder-decoder cache made of two of them)."""
     try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer
+        from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
     except ImportError:  # pragma: no cover - transformers without the 5.x cache classes
         return False
+    if isinstance(cache, EncoderDecoderCache):
+        return _can_prune(cache.self_attention_cache) and _can_prune(cache.cross_attention_cache)
     layers = getattr(cache, "layers", None)
     return (
         isinstance(cache, DynamicCache)
@@ -160,10 +206,7 @@ def sample(
             f"attention_mask must be a tensor shaped like input_ids {tuple(input_ids.shape)}"
         )
     _check_sampling(top_k, top_p, temperature, do_sample)
-    if vocab_limit is not None and (
-        isinstance(vocab_limit, bool) or not isinstance(vocab_limit, int) or vocab_limit < 1
-    ):
-        raise ValueError(f"vocab_limit must be a positive int or None, got {vocab_limit!r}")
+    _check_vocab_limit(vocab_limit)
     batch = input_ids.shape[0]
     budgets = _budgets(max_new_tokens, batch)
     outputs: list[list[int]] = [[] for _ in range(batch)]
@@ -193,10 +236,7 @@ def sample(
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
     done = torch.zeros(len(rows), dtype=torch.bool, device=device)  # (B',) kept but finished
     while True:
-        logits = out.logits[:, -1, :]  # (B', V)
-        if vocab_limit is not None and vocab_limit < logits.shape[-1]:
-            logits = logits.clone()
-            logits[:, vocab_limit:] = float("-inf")
+        logits = _limit(out.logits[:, -1, :], vocab_limit)  # (B', V)
         token = sample_next(logits, **choose)  # (B',)
         for r, t, d in zip(rows, token.tolist(), done.tolist(), strict=True):
             if not d:
@@ -219,6 +259,142 @@ def sample(
             input_ids=token[:, None],  # (B', 1)
             attention_mask=mask,
             position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+
+
+def _check_prefixes(prefixes: Sequence[Sequence[int]], batch: int) -> list[list[int]]:
+    """``decoder_prefixes`` as lists of ints, one per row."""
+    if isinstance(prefixes, torch.Tensor | str) or len(prefixes) != batch:
+        raise ValueError(f"decoder_prefixes must be a sequence of {batch} token-id sequences")
+    out = []
+    for i, prefix in enumerate(prefixes):
+        ids = list(prefix)
+        if any(isinstance(t, bool) or not hasattr(t, "__index__") or t < 0 for t in ids):
+            raise ValueError(f"decoder_prefixes[{i}] must hold ints >= 0, got {prefix!r}")
+        out.append([int(t) for t in ids])
+    return out
+
+
+@torch.inference_mode()
+def sample_seq2seq(
+    model: Any,
+    encoder_ids: torch.LongTensor,
+    encoder_mask: torch.LongTensor,
+    decoder_prefixes: Sequence[Sequence[int]],
+    max_new_tokens: Sequence[int] | int,
+    *,
+    eos_token_ids: Sequence[int],
+    top_k: int = 0,
+    top_p: float = 1.0,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    generator: torch.Generator | None = None,
+    vocab_limit: int | None = None,
+) -> list[list[int]]:
+    """Continue decoder prefixes of an encoder-decoder LM with a KV-cached sampling loop.
+
+    The encoder runs once on the batch. Every row's decoder input is
+    ``[decoder_start_token_id, *decoder_prefixes[i]]`` followed by its sampled tokens. The
+    decoder is never padded, so the result does not depend on the position scheme: the part
+    of the prefixes that all rows have is fed in one forward pass, then rows advance in
+    lockstep, one decoder position per pass, a row still inside its prefix being fed its next
+    prefix token (teacher forcing) while the others sample. Later passes feed one token each
+    with the cache (``past_key_values``) of the previous one; finished rows are dropped from
+    the batch, the cache and the encoder outputs. Put the model in eval mode first.
+
+    Args:
+        model: A Hugging Face encoder-decoder LM (``get_encoder()``; forward accepts
+            ``encoder_outputs``, ``attention_mask``, ``decoder_input_ids``,
+            ``past_key_values``, ``use_cache`` and returns ``.logits`` and
+            ``.past_key_values``), e.g. T5, possibly wrapped by peft.
+        encoder_ids: ``(B, S)`` encoder token ids (padded on either side; the mask decides).
+        encoder_mask: ``(B, S)`` 1 for real tokens, 0 for padding; every row with a positive
+            budget needs at least one real token.
+        decoder_prefixes: ``B`` sequences of decoder token ids already generated (without the
+            decoder start token); the new tokens continue them.
+        max_new_tokens: Budget per row (a sequence of ``B`` ints) or one budget for all rows.
+            Rows with budget 0 return ``[]`` and are not run through the model.
+        eos_token_ids: Token ids that end a row; the ending token is included in its output.
+        top_k: See :func:`sample_next`.
+        top_p: See :func:`sample_next`.
+        temperature: See :func:`sample_next`.
+        do_sample: ``False`` for greedy decoding.
+        generator: Random source of the sampling (on the model's device).
+        vocab_limit: If given, ids ``>= vocab_limit`` are never produced.
+
+    Returns:
+        ``B`` lists of new token ids (prefixes not included): row ``i`` has
+        ``max_new_tokens[i]`` ids, or fewer if it ends with one of ``eos_token_ids``.
+    """
+    if not isinstance(encoder_ids, torch.Tensor) or encoder_ids.ndim != 2:
+        raise ValueError("encoder_ids must be a 2-D tensor of shape (B, S)")
+    if not isinstance(encoder_mask, torch.Tensor) or encoder_mask.shape != encoder_ids.shape:
+        raise ValueError(
+            f"encoder_mask must be a tensor shaped like encoder_ids {tuple(encoder_ids.shape)}"
+        )
+    _check_sampling(top_k, top_p, temperature, do_sample)
+    _check_vocab_limit(vocab_limit)
+    batch = encoder_ids.shape[0]
+    prefixes = _check_prefixes(decoder_prefixes, batch)
+    budgets = _budgets(max_new_tokens, batch)
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    rows = [i for i in range(batch) if budgets[i] > 0]  # original index of each live row
+    if not rows:
+        return outputs
+    start = decoder_start_token_id(model)
+    stop = {int(t) for t in eos_token_ids}
+    choose = dict(
+        top_k=top_k, top_p=top_p, temperature=temperature, do_sample=do_sample, generator=generator
+    )
+
+    device = encoder_ids.device
+    keep = torch.tensor(rows, device=device)
+    enc_mask = encoder_mask[keep].long()  # (B', S)
+    if (enc_mask.sum(-1) == 0).any():
+        raise ValueError("every row with a positive budget needs at least one encoder token")
+    encoded = model.get_encoder()(
+        input_ids=encoder_ids[keep].long(), attention_mask=enc_mask, return_dict=True
+    )
+    hidden = encoded.last_hidden_state  # (B', S, H)
+    forced = [[start, *prefixes[i]] for i in rows]  # decoder inputs known in advance
+    left = [budgets[i] for i in rows]  # tokens each row may still produce
+    step = min(len(f) for f in forced)  # decoder positions fed so far (the same in every row)
+    out = model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+        attention_mask=enc_mask,
+        decoder_input_ids=torch.tensor([f[:step] for f in forced], device=device),  # (B', step)
+        use_cache=True,
+    )
+    done = [False] * len(rows)  # kept in the batch but finished (when the cache cannot prune)
+    while True:
+        logits = out.logits[:, -1, :]  # (B', V)
+        nxt = [f[step] if step < len(f) else 0 for f in forced]  # next decoder input per row
+        sampling = [j for j, f in enumerate(forced) if step >= len(f) and not done[j]]
+        if sampling:  # rows past their prefix choose their next token
+            pick = torch.tensor(sampling, device=device)
+            tokens = sample_next(_limit(logits[pick], vocab_limit), **choose).tolist()
+            for j, t in zip(sampling, tokens, strict=True):
+                outputs[rows[j]].append(t)
+                nxt[j] = t
+                left[j] -= 1
+                done[j] = left[j] <= 0 or t in stop
+        if all(done):
+            return outputs
+        cache = out.past_key_values
+        if any(done) and _can_prune(cache):  # drop finished rows from batch, cache, encoder
+            idx = [j for j, d in enumerate(done) if not d]
+            sel = torch.tensor(idx, device=device)
+            cache.batch_select_indices(sel)
+            hidden, enc_mask = hidden[sel], enc_mask[sel]
+            rows, forced = [rows[j] for j in idx], [forced[j] for j in idx]
+            left, nxt, done = [left[j] for j in idx], [nxt[j] for j in idx], [False] * len(idx)
+        step += 1
+        out = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=enc_mask,
+            decoder_input_ids=torch.tensor(nxt, device=device)[:, None],  # (B', 1)
             past_key_values=cache,
             use_cache=True,
         )

@@ -1,4 +1,5 @@
-"""`HFGuide`: a Hugging Face causal LM as a guide, directly or through a text hand-off."""
+"""`HFGuide`: a Hugging Face LM (causal or encoder-decoder) as a guide, directly or through a
+text hand-off."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textgen_env.generation import sample
+from textgen_env.generation import is_encoder_decoder, sample, sample_seq2seq
 from textgen_env.guides._util import (
     check_request,
     check_template,
@@ -28,36 +29,44 @@ MAX_ROUNDS = 8
 text is treated as finished (its guide tokens decode to nothing the policy can use)."""
 
 
-def _left_pad(
-    seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device
+def _pad(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device, *, left: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ids, mask)``, each ``(B, T)``, of left-padded ``seqs``."""
+    """``(ids, mask)``, each ``(B, T)``, of left-padded (or right-padded) ``seqs``."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (B, T)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (B, T)
     for r, s in enumerate(seqs):
         if s:
-            ids[r, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
-            mask[r, width - len(s) :] = 1
+            cols = slice(width - len(s), width) if left else slice(0, len(s))
+            ids[r, cols] = torch.tensor(list(s), dtype=torch.long)
+            mask[r, cols] = 1
     return ids.to(device), mask.to(device)
 
 
 class HFGuide:
-    """A causal LM that proposes the next tokens by sampling (KV-cached, batched).
+    """A language model that proposes the next tokens by sampling (KV-cached, batched).
+
+    The model is a causal LM or, when ``model.config.is_encoder_decoder`` (e.g. T5), an
+    encoder-decoder: its encoder then reads the prompt and its decoder continues the completion
+    so far (:func:`~textgen_env.generation.sample_seq2seq`).
 
     **Fast path** (no ``prompt_template``, no chat template, ``policy_tokenizer`` ``None`` or
-    ``tokenizer`` itself): the model reads ``prompt_ids + generated_ids`` of each state and its
+    ``tokenizer`` itself): a causal model reads ``prompt_ids + generated_ids`` of each state; an
+    encoder-decoder encodes ``prompt_ids`` and its decoder continues ``generated_ids``. The
     sampled ids are the policy's ids; a row gets exactly ``k`` new tokens unless it stops.
 
     **Text hand-off** (otherwise): the state's prompt and completion so far are decoded with the
     policy tokenizer; the guide context is ``prompt_template`` (``{prompt}`` replaced by the
     prompt; chat-wrapped as a user message if ``use_chat_template``) followed by the
-    completion so far. The guide samples a few tokens (``k + 1`` at first), their text is
-    re-encoded with the policy tokenizer, and the first ``k`` policy ids are returned. One
-    policy id more than needed is required before returning, so the last returned id is not a
-    word cut by the end of the sample; while the re-encoding is too short and the guide has
-    not stopped, it is asked for more (at most :data:`MAX_ROUNDS` rounds, each at least
-    doubling what the row has generated; a row still short after them is treated as finished).
+    completion so far (an encoder-decoder encodes the formatted prompt and its decoder continues
+    the completion so far, encoded without special tokens). The guide samples a few tokens
+    (``k + 1`` at first), their text is re-encoded with the policy tokenizer, and the first
+    ``k`` policy ids are returned. One policy id more than needed is required before
+    returning, so the last returned id is not a word cut by the end of the sample; while the
+    re-encoding is too short and the guide has not stopped, it is asked for more (at most
+    :data:`MAX_ROUNDS` rounds, each at least doubling what the row has generated; a row still
+    short after them is treated as finished).
 
     In both paths the guide stops at its EOS (``tokenizer.eos_token_id`` and the model's
     ``generation_config.eos_token_id``) or any of ``stop_token_ids``; a stop becomes the policy
@@ -67,8 +76,9 @@ class HFGuide:
     Randomness: every call seeds a ``torch.Generator`` on the model's device from ``rng``.
 
     Args:
-        model: A Hugging Face causal LM (in eval mode), e.g. from
-            :func:`textgen_env.models.load_causal_lm`; its device is used.
+        model: A Hugging Face causal or encoder-decoder LM (in eval mode), e.g. from
+            :func:`textgen_env.models.load_causal_lm` or
+            :func:`~textgen_env.models.load_seq2seq_lm`; its device is used.
         tokenizer: The guide model's tokenizer.
         policy_tokenizer: The env's tokenizer, if different from ``tokenizer``.
         prompt_template: Guide prompt with a ``{prompt}`` placeholder, e.g. ``"Continue this
@@ -107,6 +117,7 @@ class HFGuide:
         if use_chat_template and not callable(getattr(tokenizer, "apply_chat_template", None)):
             raise TypeError("use_chat_template needs a tokenizer with apply_chat_template")
         self.model = model
+        self.seq2seq = is_encoder_decoder(model)
         self.tokenizer = tokenizer
         self.policy_tokenizer = tokenizer if policy_tokenizer is None else policy_tokenizer
         self.prompt_template = check_template(prompt_template)
@@ -142,23 +153,35 @@ class HFGuide:
 
     # ------------------------------------------------------------------ sampling
     def _sample(
-        self, contexts: list[list[int]], budgets: list[int], generator: torch.Generator
+        self,
+        contexts: list[list[int]],
+        budgets: list[int],
+        generator: torch.Generator,
+        encoder_inputs: list[list[int]] | None = None,
     ) -> list[list[int]]:
-        """Sample continuations of ``contexts`` in chunks of ``batch_size``."""
+        """Sample continuations of ``contexts`` in chunks of ``batch_size``.
+
+        For an encoder-decoder, ``encoder_inputs`` are the encoder's ids and ``contexts`` the
+        decoder prefixes; for a causal LM ``contexts`` are the whole model inputs.
+        """
         step = self.batch_size or max(len(contexts), 1)
+        common = dict(
+            eos_token_ids=sorted(self.stop_token_ids),
+            generator=generator,
+            vocab_limit=self.vocab_limit,
+            **self.sampling,
+        )
         out: list[list[int]] = []
         for lo in range(0, len(contexts), step):
-            ids, mask = _left_pad(contexts[lo : lo + step], self.pad_token_id, self.device)
-            out += sample(
-                self.model,
-                ids,
-                mask,
-                budgets[lo : lo + step],
-                eos_token_ids=sorted(self.stop_token_ids),
-                generator=generator,
-                vocab_limit=self.vocab_limit,
-                **self.sampling,
-            )
+            chunk = slice(lo, lo + step)
+            if encoder_inputs is None:
+                ids, mask = _pad(contexts[chunk], self.pad_token_id, self.device)
+                out += sample(self.model, ids, mask, budgets[chunk], **common)
+            else:
+                ids, mask = _pad(encoder_inputs[chunk], self.pad_token_id, self.device, left=False)
+                out += sample_seq2seq(
+                    self.model, ids, mask, contexts[chunk], budgets[chunk], **common
+                )
         return out
 
     def act(
@@ -186,9 +209,14 @@ class HFGuide:
         self, states: list[TextState], ks: list[int], generator: torch.Generator
     ) -> list[tuple[int, ...]]:
         """Same vocabulary: sample policy ids directly, a stop token becoming EOS."""
-        contexts = [[*s.prompt_ids, *s.generated_ids] for s in states]
+        if self.seq2seq:
+            encoder = [list(s.prompt_ids) for s in states]
+            sampled = self._sample([list(s.generated_ids) for s in states], ks, generator, encoder)
+        else:
+            contexts = [[*s.prompt_ids, *s.generated_ids] for s in states]
+            sampled = self._sample(contexts, ks, generator)
         result = []
-        for tokens in self._sample(contexts, ks, generator):
+        for tokens in sampled:
             if tokens and tokens[-1] in self.stop_token_ids:
                 tokens[-1] = self.eos_token_id
             result.append(tuple(tokens))
@@ -196,17 +224,21 @@ class HFGuide:
 
     # ------------------------------------------------------------- text hand-off
     def contexts(self, states: Sequence[TextState]) -> list[str]:
-        """Guide context texts of ``states`` (text hand-off path)."""
+        """Guide context texts of ``states`` (text hand-off path of a causal LM)."""
+        return [user + completion for user, completion in self._text_parts(states)]
+
+    def _text_parts(self, states: Sequence[TextState]) -> list[tuple[str, str]]:
+        """``(formatted prompt, completion so far)`` texts of ``states``."""
         prompts, completions = state_texts(self.policy_tokenizer, states)
-        texts = []
+        parts = []
         for prompt, completion in zip(prompts, completions, strict=True):
             user = format_prompt(self.prompt_template, prompt)
             if self.use_chat_template:
                 user = self.tokenizer.apply_chat_template(
                     [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
                 )
-            texts.append(user + completion)
-        return texts
+            parts.append((user, completion))
+        return parts
 
     def _encode_context(self, text: str) -> list[int]:
         """Guide ids of a context (the chat template brings its own special tokens)."""
@@ -215,12 +247,25 @@ class HFGuide:
             raise ValueError(f"guide context encodes to zero tokens: {text!r}")
         return [int(t) for t in ids]
 
+    def _encode_completion(self, text: str) -> list[int]:
+        """Decoder-prefix ids of a completion text (no special tokens; may be empty)."""
+        text = text.lstrip()  # a decoder output starts without the separating space
+        if not text:
+            return []
+        return [int(t) for t in self.tokenizer.encode(text, add_special_tokens=False)]
+
     def _act_text(
         self, states: list[TextState], ks: list[int], generator: torch.Generator
     ) -> list[tuple[int, ...]]:
         """Different vocabulary or prompt: sample guide text, re-encode it for the policy."""
         n = len(states)
-        contexts = [self._encode_context(t) for t in self.contexts(states)]
+        encoder: list[list[int]] | None = None
+        if self.seq2seq:  # encoder: the formatted prompt; decoder prefix: the completion so far
+            parts = self._text_parts(states)
+            encoder = [self._encode_context(user) for user, _ in parts]
+            contexts = [self._encode_completion(completion) for _, completion in parts]
+        else:
+            contexts = [self._encode_context(t) for t in self.contexts(states)]
         sampled: list[list[int]] = [[] for _ in range(n)]  # guide ids so far, stop excluded
         policy: list[list[int]] = [[] for _ in range(n)]  # their re-encoding
         stopped = [False] * n
@@ -230,7 +275,12 @@ class HFGuide:
             if not pending:
                 break
             budgets = [max(ks[i] + 1 - len(policy[i]), len(sampled[i]), 1) for i in pending]
-            new = self._sample([contexts[i] + sampled[i] for i in pending], budgets, generator)
+            new = self._sample(
+                [contexts[i] + sampled[i] for i in pending],
+                budgets,
+                generator,
+                None if encoder is None else [encoder[i] for i in pending],
+            )
             for i, tokens in zip(pending, new, strict=True):
                 if tokens and tokens[-1] in self.stop_token_ids:
                     stopped[i] = True
