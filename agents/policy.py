@@ -142,20 +142,20 @@ class ActorCritic(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
     ) -> torch.Tensor:
         """Logits ``(B, G, V)`` of π_ref at the same positions as :meth:`forward`."""
-        model = self.reference if self.reference is not None else self.model
-        with self._adapters_off():
+        with self.reference_model() as model:
             logits, _ = self._run(model, input_ids, attention_mask, prompt_width, False)
         return logits
 
     @contextmanager
-    def _adapters_off(self) -> Iterator[None]:
-        ctx = (
-            self.model.disable_adapter()
-            if self.is_lora and self.reference is None
-            else nullcontext()
-        )
+    def reference_model(self) -> Iterator[PreTrainedModel]:
+        """π_ref as a model: the frozen copy, or the LoRA model with its adapters disabled
+        for the duration of the block."""
+        if self.reference is not None:
+            yield self.reference
+            return
+        ctx = self.model.disable_adapter() if self.is_lora else nullcontext()
         with ctx:
-            yield
+            yield self.model
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (LoRA adapters only, for a LoRA model)."""
