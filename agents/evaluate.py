@@ -85,17 +85,19 @@ def evaluate(
     prompt_texts = [task.prompts[s.prompt_index].text for s in finals]
     references = [list(s.references) for s in finals]
     options = dict(METRICS[env_id])
-    if options.pop("perplexity", False):
-        ref = ac.reference if ac.reference is not None else ac.model
-        options |= {"perplexity_model": ref, "perplexity_tokenizer": tokenizer}
     has_refs = all(references)
     if not has_refs:
         options |= {"cider": False, "meteor": False, "bertscore": False}
-    metrics = {
-        "task_reward": float(np.mean(rewards)),
-        "task_reward_std": float(np.std(rewards)),
-        **compute_metrics(generations, references if has_refs else None, prompt_texts, **options),
-    }
+    with ac.reference_model() as ref:  # perplexity under π_ref (LoRA: adapters disabled)
+        if options.pop("perplexity", False) and not ref.config.is_encoder_decoder:
+            options |= {"perplexity_model": ref, "perplexity_tokenizer": tokenizer}
+        metrics = {
+            "task_reward": float(np.mean(rewards)),
+            "task_reward_std": float(np.std(rewards)),
+            **compute_metrics(
+                generations, references if has_refs else None, prompt_texts, **options
+            ),
+        }
     samples = [
         {"prompt": p, "generation": g, "references": r, "reward": w}
         for p, g, r, w in zip(prompt_texts, generations, references, rewards, strict=True)
