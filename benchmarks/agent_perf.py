@@ -1,0 +1,148 @@
+"""Agent performance targets (issue "agents"), measured in one run:
+
+1. **Roll-out vs generate**: rolling out through the env with the agent's KV-cached sampling
+   (:class:`~textgen_env.guides.HFGuide` + :func:`~textgen_env.oracles.roll_out`, rewards
+   included) vs. ``model.generate`` on the same model, batch, prompt lengths and sampling
+   (top-k 50, 48 new tokens, same stop tokens). Target: time ratio ≤ 1.0.
+2. **Guided vs PPO iteration**: wall time of a PPO++ and an AggreVaTeD iteration vs. a PPO
+   iteration at the same batch (collect + update). Target ≤ 1.3×.
+3. **Models in memory**: distinct LM parameter sets held by a guided run.
+
+Default model: the offline SmolLM2-135M-Instruct on IMDB review openings (shipped test data).
+Prints a table and writes ``benchmarks/results/agent_perf.json``.
+Run: ``.venv/bin/python benchmarks/agent_perf.py [--batch 16] [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import textgen_env
+from agents.build import scripted_guide
+from agents.cli import ALGOS, preset_values
+from agents.trainer import run
+from textgen_env import Prompt, TextGenVectorEnv
+from textgen_env.guides import HFGuide
+from textgen_env.models import load_causal_lm
+from textgen_env.oracles import roll_out
+
+OUT = Path(__file__).parent / "results" / "agent_perf.json"
+DATA = Path(textgen_env.__file__).parent / "data" / "imdb" / "test.jsonl"
+
+
+def length_reward(prompts, completions, references):
+    return [len(c.split()) / 48 for c in completions]
+
+
+def rollout_vs_generate(model, tok, batch: int, new_tokens: int, repeats: int) -> dict:
+    rows = [json.loads(line) for line in DATA.read_text().splitlines()][:batch]
+    envs = TextGenVectorEnv(
+        batch, tok, [Prompt(r["text"]) for r in rows], length_reward,
+        max_new_tokens=new_tokens, max_prompt_tokens=64, prompt_truncation="right",
+    )  # fmt: skip
+    guide = HFGuide(model, tok, top_k=50)
+    states = [envs.task.initial_state(i) for i in range(batch)]
+    # The same left-padded prompts for generate.
+    width = max(len(s.prompt_ids) for s in states)
+    ids = torch.full((batch, width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((batch, width), dtype=torch.long)
+    for i, s in enumerate(states):
+        ids[i, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
+        mask[i, width - len(s.prompt_ids) :] = 1
+    stop = sorted(guide.stop_token_ids)  # the same stop tokens for both
+    ours, theirs, n_ours, n_theirs = [], [], [], []
+    for r in range(repeats + 1):  # first round warms up
+        envs.reset(seed=r)
+        t0 = time.perf_counter()
+        final, _ = roll_out(envs, guide, states, np.random.default_rng(r))
+        t1 = time.perf_counter()
+        torch.manual_seed(r)
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids, attention_mask=mask, do_sample=True, top_k=50,
+                max_new_tokens=new_tokens, eos_token_id=stop, pad_token_id=tok.pad_token_id,
+            )  # fmt: skip
+        t2 = time.perf_counter()
+        if r == 0:
+            continue
+        ours.append(t1 - t0)
+        theirs.append(t2 - t1)
+        n_ours.append(sum(len(s.generated_ids) for s in final))
+        gen = out[:, width:]
+        n_theirs.append(int((gen != tok.pad_token_id).sum()))
+    return {
+        "batch": batch, "new_tokens": new_tokens, "sampling": "top-k 50",
+        "env_rollout_seconds": ours, "generate_seconds": theirs,
+        "env_tokens": n_ours, "generate_tokens": n_theirs,
+        "time_ratio_median": statistics.median(o / t for o, t in zip(ours, theirs, strict=True)),
+        "per_token_ratio_median": statistics.median(
+            (o / no) / (t / nt) for o, t, no, nt in zip(ours, theirs, n_ours, n_theirs, strict=True)
+        ),
+    }  # fmt: skip
+
+
+def iteration_costs(env_id: str, batch: int, repeats: int, model: str | None) -> dict:
+    """Median seconds per iteration (collect + update) for PPO, PPO++ and AggreVaTeD."""
+    out: dict[str, list[float]] = {}
+    for algo in ("ppo", "ppo_pp", "aggrevated"):
+        cls, plan_fn, update_fn = ALGOS[algo]
+        values = preset_values("cpu-small", algo) | {
+            "batch_size": batch,
+            "minibatch_size": batch // 2,
+        }
+        if algo != "ppo":
+            values["beta"] = 0.5
+        times = []
+        for r in range(repeats):
+            cfg = cls(**values, env_id=env_id, seed=r, total_iterations=3, checkpoint_every=100,
+                      output_dir=f"/tmp/agent_perf/{algo}-{r}", model=model)  # fmt: skip
+            eps = getattr(cfg, "guide_epsilon", 0.3)
+            guide = lambda envs, e=eps: scripted_guide(env_id, envs.unwrapped.task.vocab_size, e)  # noqa: E731
+            t0 = time.perf_counter()
+            run(cfg, plan_fn, update_fn, algo=algo, guide=guide)
+            times.append((time.perf_counter() - t0) / cfg.total_iterations)
+        out[algo] = times
+    ppo = statistics.median(out["ppo"])
+    return {
+        "env_id": env_id, "batch": batch, "seconds_per_iteration": out,
+        "ratio_ppo_pp": statistics.median(out["ppo_pp"]) / ppo,
+        "ratio_aggrevated": statistics.median(out["aggrevated"]) / ppo,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, tok = load_causal_lm()
+    results = {"torch_threads": torch.get_num_threads(), "device": "cpu"}
+    results["rollout_vs_generate"] = rollout_vs_generate(
+        model, tok, args.batch, args.new_tokens, args.repeats
+    )
+    results["iteration_cost_toy"] = iteration_costs(
+        "textgen_env/Positive-v0", 32, args.repeats, None
+    )
+    r = results["rollout_vs_generate"]
+    print(f"SmolLM2-135M, batch {r['batch']}, {r['new_tokens']} new tokens, top-k 50, CPU")
+    print(f"  env roll-out / generate time ratio (median) {r['time_ratio_median']:.3f}"
+          f"  per-token {r['per_token_ratio_median']:.3f}")  # fmt: skip
+    c = results["iteration_cost_toy"]
+    print(f"{c['env_id']}, batch {c['batch']}: PPO++ / PPO {c['ratio_ppo_pp']:.2f}×, "
+          f"AggreVaTeD / PPO {c['ratio_aggrevated']:.2f}×")  # fmt: skip
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
