@@ -91,12 +91,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[TrainConfig]
         )
 
 
-def config_from_args(
-    cls: type[TrainConfig], args: argparse.Namespace, preset: str | None
-) -> TrainConfig:
-    """Defaults < preset < explicit flags."""
+def config_from_args(algo: str, args: argparse.Namespace, preset: str | None) -> TrainConfig:
+    """``algo``'s config: defaults < preset < explicit flags."""
+    cls = ALGOS[algo][0]
     names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in PRESETS.get(preset or "", {}).items() if k in names}
+    values = preset_values(preset, algo)
     values |= {k: v for k, v in vars(args).items() if k in names and v is not None}
     return cls(**values)
 

@@ -67,7 +67,8 @@ class TrainConfig:
     seed: int = 0
     """Seed of every random number generator (env prompts, β coins, k, sampling, minibatches)."""
     total_iterations: int = 100
-    """Training iterations (one batch of episodes and one update each)."""
+    """Training iterations (one batch of episodes and one update each); 0 writes the initial
+    policy as a checkpoint (the zero-shot row of an evaluation)."""
     batch_size: int = 64
     """Episodes per iteration (the number of vector sub-envs)."""
     learning_rate: float = 1e-5
@@ -91,7 +92,9 @@ class TrainConfig:
     """Torch device for the policy ("cpu", "cuda", ...)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "total_iterations", "batch_size", "learning_rate", "max_grad_norm")
+        if isinstance(self.total_iterations, bool) or self.total_iterations < 0:
+            raise ValueError(f"total_iterations must be >= 0, got {self.total_iterations!r}")
+        _positive(self, "batch_size", "learning_rate", "max_grad_norm")
         _positive(self, "temperature", "checkpoint_every")
         if self.top_k < 0 or self.lora_rank < 0:
             raise ValueError("top_k and lora_rank must be >= 0")

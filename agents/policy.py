@@ -138,6 +138,15 @@ class ActorCritic(nn.Module):
         return logits, values
 
     @torch.no_grad()
+    def sync_reference(self) -> None:
+        """Make π_ref a frozen copy of the current policy weights (e.g. after a BC warm start).
+
+        With LoRA the reference stays the adapter-disabled base model.
+        """
+        if self.reference is not None:
+            self.reference.load_state_dict(self.model.state_dict())
+
+    @torch.no_grad()
     def reference_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
     ) -> torch.Tensor:

@@ -161,6 +161,9 @@ def prepare_batch(
         else 0.0,
         "charts/learner_tokens": learner.sum().item() / learner.shape[0],
     }
+    if (~rollout.guided).any():  # π alone: the task reward of its unguided samples
+        unguided = rollout.task_rewards[~rollout.guided]
+        stats["charts/task_reward_unguided"] = unguided.mean().item()
     return TrainBatch(
         ids, attn, width, tokens, logprobs, values, advantages, returns, learner, value_mask, stats
     )

@@ -14,7 +14,7 @@ from typing import Any
 from agents.build import is_toy, scripted_guide
 from agents.cli import ALGOS, PRESETS, add_config_arguments, config_from_args
 from agents.config import TrainConfig
-from agents.trainer import run
+from agents.trainer import run, run_dir
 from textgen_env.guides import GuidePolicy, ReferenceGuide
 
 __all__ = ["main"]
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
             demonstrator = guide_for(cfg)
     else:
         guide = guide_for(cfg)
+    if args.resume and not (run_dir(cfg, args.algo) / "checkpoints" / "latest").is_file():
+        parser.error(f"--resume: no checkpoint in {run_dir(cfg, args.algo)}")
     out = run(
         cfg, plan_fn, update_fn, algo=args.algo, guide=guide, demonstrator=demonstrator,
         init_from=args.init_from, resume=args.resume,

@@ -31,7 +31,7 @@ from agents.policy import ActorCritic
 from agents.ppo import Plan
 from textgen_env.guides.base import GuidePolicy
 
-__all__ = ["PlanFn", "UpdateFn", "run"]
+__all__ = ["PlanFn", "UpdateFn", "load_policy", "run", "run_dir"]
 
 # plan(cfg, iteration, rng) -> Plan: how iteration `iteration` collects its data.
 PlanFn = Callable[[Any, int, np.random.Generator], Plan]
@@ -64,7 +64,7 @@ def run(
         init_from: Checkpoint or run directory whose policy weights start training (BC+X).
         resume: Continue from the latest checkpoint in the output directory.
     """
-    out = Path(cfg.output_dir or f"runs/{algo}-{cfg.env_id.split('/')[-1]}-s{cfg.seed}")
+    out = run_dir(cfg, algo)
     random.seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
     ac, tokenizer, envs = build_policy(cfg)
@@ -76,8 +76,9 @@ def run(
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     kl_ctl = _kl_controller(cfg)
     start = 0
-    if init_from:
+    if init_from:  # BC+X: start from, and regularize towards, the loaded policy
         ac.load_state_dict(load_checkpoint(init_from)[0])
+        ac.sync_reference()
     if resume:
         policy_state, state, _ = load_checkpoint(out)
         ac.load_state_dict(policy_state)
@@ -134,6 +135,11 @@ def run(
         checkpoint(0)
     writer.close()
     return out
+
+
+def run_dir(cfg: TrainConfig, algo: str) -> Path:
+    """The run's output directory: ``cfg.output_dir`` or ``runs/<algo>-<env>-s<seed>``."""
+    return Path(cfg.output_dir or f"runs/{algo}-{cfg.env_id.split('/')[-1]}-s{cfg.seed}")
 
 
 def _kl_controller(cfg: TrainConfig) -> KLController:

@@ -1,0 +1,175 @@
+"""``python -m agents.train``: every algorithm, --help, bad flags, presets, --resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.checkpoint import latest_checkpoint, load_checkpoint
+from agents.cli import ALGOS, PRESETS
+from agents.config import field_docs
+from agents.train import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """The tiny models run several times faster single-threaded, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--batch-size", "4", "--top-k", "0", "--learning-rate", "1e-3"]
+
+
+def tiny_flags(algo: str, out: Path, iterations: int = 1) -> list[str]:
+    flags = ["--algo", algo, "--output-dir", str(out), "--total-iterations", str(iterations)]
+    flags += [*TINY, "--minibatch-size", "2"]
+    if algo != "bc":
+        flags += ["--update-epochs", "1"]
+    return flags + {"lols": ["--tau", "0.5"], "d2lols": ["--tau", "1"]}.get(algo, [])
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_algo_runs(algo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    iterations = 2 if algo == "d2lols" else 1  # d2lols: one AggreVaTeD, one PPO++ iteration
+    main(tiny_flags(algo, tmp_path, iterations=iterations))
+    assert f"run directory: {tmp_path}" in capsys.readouterr().out
+    _, state, config = load_checkpoint(tmp_path)
+    assert config["algo"] == algo and state["iterations_done"] == iterations
+    assert config["batch_size"] == 4 and config["learning_rate"] == 1e-3
+    assert (tmp_path / "tb").is_dir()
+
+
+def test_bc_with_guide_demonstrations(tmp_path: Path) -> None:
+    main([*tiny_flags("bc", tmp_path), "--demonstrations", "guide", "--guide-epsilon", "0"])
+    assert load_checkpoint(tmp_path)[2]["demonstrations"] == "guide"
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_help_documents_every_field(algo: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--algo", algo, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    squashed = "".join(out.split())  # argparse re-wraps (and may split at hyphens)
+    cls = ALGOS[algo][0]
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        assert "--" + f.name.replace("_", "-") in out, f.name
+        assert docs.get(f.name), f"field {f.name} of {cls.__name__} has no docstring"
+        assert "".join(docs[f.name].split()) in squashed, f.name
+    for flag in ("--preset", "--resume", "--init-from"):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--algo", "nope"], "invalid choice: 'nope'"),
+        ([], "--algo"),
+        (["--algo", "ppo", "--batch-size", "four"], "--batch-size: invalid int value"),
+        (["--algo", "ppo", "--kl-coef", "x"], "--kl-coef: invalid float value"),
+        (["--algo", "ppo", "--separate-critic", "maybe"], "expected a boolean"),
+        (["--algo", "ppo", "--preset", "huge"], "invalid choice: 'huge'"),
+        (["--algo", "ppo", "--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
+        (["--algo", "ppo_pp", "--beta", "1.5"], "beta must be in [0, 1], got 1.5"),
+        (["--algo", "d2lols", "--tau", "0.5"], "--tau: invalid int value"),
+        (["--algo", "lols", "--tau", "2"], "tau must be in [0, 1]"),
+        (["--algo", "ppo", "--batch-size", "8", "--minibatch-size", "3"], "must divide"),
+        (["--algo", "ppo", "--env-id", "CartPole-v1"], "env_id must be a textgen_env/ id"),
+        (["--algo", "ppo", "--learning-rate", "-1"], "learning_rate must be > 0"),
+        (["--algo", "ppo", "--beta", "0.5"], "unrecognized arguments: --beta"),
+        (["--algo", "bc", "--demonstrations", "teacher"], "demonstrations must be"),
+    ],
+)
+def test_bad_flags_are_clean_errors(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and problem in err
+    assert "Traceback" not in err
+
+
+def preset_for(name: str, algo: str) -> dict[str, object]:
+    """What preset ``name`` should set for ``algo``: its "all" and per-algorithm entries,
+    less the fields the algorithm's config lacks."""
+    values = {**PRESETS[name].get("all", {}), **PRESETS[name].get(algo, {})}
+    names = {f.name for f in dataclasses.fields(ALGOS[algo][0])}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def test_bool_flags(tmp_path: Path) -> None:
+    main([*tiny_flags("ppo", tmp_path), "--separate-critic", "yes"])
+    assert load_checkpoint(tmp_path)[2]["separate_critic"] is True
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_preset_applies_and_flags_override(algo: str, tmp_path: Path) -> None:
+    preset = preset_for("cpu-small", algo)
+    assert preset.get("learning_rate") == 1e-3
+    flags = tiny_flags(algo, tmp_path)
+    flags = flags[: flags.index("--batch-size")]  # keep --algo, --output-dir, --total-iterations
+    main([*flags, "--preset", "cpu-small", "--batch-size", "4", "--minibatch-size", "2"])
+    config = load_checkpoint(tmp_path)[2]
+    explicit = {"output_dir": str(tmp_path), "total_iterations": 1, "batch_size": 4}
+    explicit["minibatch_size"] = 2
+    default = ALGOS[algo][0]()
+    for f in dataclasses.fields(default):  # flag > preset > default
+        want = explicit.get(f.name, preset.get(f.name, getattr(default, f.name)))
+        assert config[f.name] == want, f.name
+    if algo == "d2lols":
+        assert config["tau"] == 10 != default.tau  # iterations of AggreVaTeD
+    if algo == "lols":
+        assert config["tau"] == default.tau  # a probability: not the D2LOLS value
+
+
+def test_preset_and_flags_are_validated_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flag that is invalid with the preset's values is a clean error, not a crash."""
+    flags = ["--algo", "ppo", "--preset", "cpu-small", "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exc:
+        main([*flags, "--minibatch-size", "5"])  # 5 does not divide the preset's 32
+    assert exc.value.code == 2
+    assert "minibatch_size 5 must divide batch_size 32" in capsys.readouterr().err
+
+
+def test_resume_from_the_cli(tmp_path: Path) -> None:
+    a, b, every = tmp_path / "a", tmp_path / "b", ["--checkpoint-every", "1"]
+    main([*tiny_flags("ppo_pp", a, iterations=2), *every])  # 2 straight iterations
+    main([*tiny_flags("ppo_pp", b, iterations=1), *every])  # 1 iteration, then resume to 2
+    assert latest_checkpoint(b).name == "iter-000001"
+    main([*tiny_flags("ppo_pp", b, iterations=2), *every, "--resume"])
+    assert latest_checkpoint(b).name == "iter-000002"
+    assert same_weights(load_checkpoint(a)[0], load_checkpoint(b)[0])
+
+
+def test_resume_without_checkpoint_fails(tmp_path: Path) -> None:
+    with pytest.raises((FileNotFoundError, SystemExit)):
+        main([*tiny_flags("ppo", tmp_path / "empty"), "--resume"])
+
+
+def test_subprocess_run(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "agents.train", *tiny_flags("ppo_pp", tmp_path / "run")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"run directory: {tmp_path / 'run'}" in done.stdout
+    assert latest_checkpoint(tmp_path / "run").name == "iter-000001"
