@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from textgen_env.models import load_causal_lm, tiny_causal_lm, tiny_hf_tokenizer
+
+# Tiny models dominate the suite: on 2 cores one torch thread is 5-20x faster for them
+# (no thread hand-off per small matmul); the few SmolLM2 tests pay a little for it.
+torch.set_num_threads(1)
 
 TINY_SYMBOLS = ("the", "cat", "dog", "sat", "ran", "on", "a", "mat", "log", ".")
 
