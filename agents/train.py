@@ -37,10 +37,19 @@ def guide_for(cfg: TrainConfig) -> Callable[[Any], GuidePolicy] | None:
     if epsilon is None:
         return None
     if is_toy(cfg.env_id):
-        return lambda envs: scripted_guide(cfg.env_id, envs.unwrapped.task.vocab_size, epsilon)
+        return lambda envs, ac=None: scripted_guide(
+            cfg.env_id, envs.unwrapped.task.vocab_size, epsilon
+        )
     from textgen_env.tasks import default_guide  # real tasks: the prompted instruct LM
 
-    return lambda envs: default_guide(cfg.env_id, envs.unwrapped.task.tokenizer)
+    def build(envs: Any, ac: Any = None) -> GuidePolicy:
+        tokenizer = envs.unwrapped.task.tokenizer
+        if cfg.model is None and ac is not None and ac.reference is not None:
+            # The guide is the prompted default LM, i.e. the policy's frozen reference: share it.
+            return default_guide(cfg.env_id, tokenizer, model=ac.reference, tokenizer=tokenizer)
+        return default_guide(cfg.env_id, tokenizer)
+
+    return build
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     guide = demonstrator = None
     if args.algo == "bc":
         if cfg.demonstrations == "reference":
-            demonstrator = lambda envs: ReferenceGuide(envs.unwrapped.task.tokenizer)  # noqa: E731
+            demonstrator = lambda envs, ac=None: ReferenceGuide(envs.unwrapped.task.tokenizer)
         else:
             demonstrator = guide_for(cfg)
     else:

@@ -37,8 +37,9 @@ __all__ = ["PlanFn", "UpdateFn", "load_policy", "run", "run_dir"]
 PlanFn = Callable[[Any, int, np.random.Generator], Plan]
 # update(ac, optimizer, rollout, cfg, kl_ctl, plan, rng) -> scalars to log.
 UpdateFn = Callable[..., dict[str, float]]
-# A guide, or a function building it from the run's envs (it may need the task).
-GuideArg = GuidePolicy | Callable[[Any], GuidePolicy] | None
+# A guide, or a function (envs, ac) -> guide building it once the run's envs and policy exist
+# (it may need the task, or reuse the policy's frozen reference model as the guide's LM).
+GuideArg = GuidePolicy | Callable[[Any, ActorCritic], GuidePolicy] | None
 
 
 def run(
@@ -59,7 +60,7 @@ def run(
         plan_fn: The algorithm's data-collection plan per iteration.
         update_fn: The algorithm's learning step.
         algo: Name for logs and the default output directory.
-        guide: The guide policy (or ``envs -> guide``) for guided samples.
+        guide: The guide policy (or ``(envs, ac) -> guide``) for guided samples.
         demonstrator: If given, it acts instead of π when collecting (behaviour cloning).
         init_from: Checkpoint or run directory whose policy weights start training (BC+X).
         resume: Continue from the latest checkpoint in the output directory.
@@ -70,7 +71,7 @@ def run(
     ac, tokenizer, envs = build_policy(cfg)
     envs.reset(seed=cfg.seed)
     guide, demonstrator = (
-        g(envs) if callable(g) and not hasattr(g, "act") else g for g in (guide, demonstrator)
+        g(envs, ac) if callable(g) and not hasattr(g, "act") else g for g in (guide, demonstrator)
     )
     actor = demonstrator if demonstrator is not None else learner_policy(ac, tokenizer, cfg)
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)

@@ -104,7 +104,9 @@ def iteration_costs(env_id: str, batch: int, repeats: int, model: str | None) ->
             cfg = cls(**values, env_id=env_id, seed=r, total_iterations=3, checkpoint_every=100,
                       output_dir=f"/tmp/agent_perf/{algo}-{r}", model=model)  # fmt: skip
             eps = getattr(cfg, "guide_epsilon", 0.3)
-            guide = lambda envs, e=eps: scripted_guide(env_id, envs.unwrapped.task.vocab_size, e)  # noqa: E731
+            guide = lambda envs, ac=None, e=eps: scripted_guide(
+                env_id, envs.unwrapped.task.vocab_size, e
+            )
             t0 = time.perf_counter()
             run(cfg, plan_fn, update_fn, algo=algo, guide=guide)
             times.append((time.perf_counter() - t0) / cfg.total_iterations)

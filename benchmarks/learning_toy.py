@@ -70,7 +70,9 @@ def train_and_track(algo: str, env_id: str, seed: int, iterations: int, every: i
         cfg = cls(**{**values, "env_id": env_id, "seed": seed, "total_iterations": done,
                      "checkpoint_every": every, "output_dir": str(out)})  # fmt: skip
         eps = getattr(cfg, "guide_epsilon", 0.0)
-        guide = lambda envs, e=eps: scripted_guide(env_id, envs.unwrapped.task.vocab_size, e)  # noqa: E731
+        guide = lambda envs, ac=None, e=eps: scripted_guide(
+            env_id, envs.unwrapped.task.vocab_size, e
+        )
         run(cfg, plan_fn, update_fn, algo=algo, guide=guide, resume=done > every)
         result = evaluate(str(out), split="test", batch_size=48, seed=seed)
         curve.append((done * cfg.batch_size, result["metrics"]["task_reward"]))

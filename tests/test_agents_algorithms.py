@@ -341,9 +341,11 @@ def run_small(algo: str, out: Path, **extra: Any) -> Path:
     _, plan_fn, update_fn = ALGOS[algo]
     guide = demonstrator = None
     if algo == "bc":
-        demonstrator = lambda envs: ReferenceGuide(envs.unwrapped.task.tokenizer)  # noqa: E731
+        demonstrator = lambda envs, ac=None: ReferenceGuide(envs.unwrapped.task.tokenizer)
     else:
-        guide = lambda envs: scripted_guide(cfg.env_id, envs.unwrapped.task.vocab_size, 0.3)  # noqa: E731
+        guide = lambda envs, ac=None: scripted_guide(
+            cfg.env_id, envs.unwrapped.task.vocab_size, 0.3
+        )
     return run(cfg, plan_fn, update_fn, algo=algo, guide=guide, demonstrator=demonstrator)
 
 
@@ -393,7 +395,7 @@ def test_bc_reduces_reference_nll(tmp_path: Path) -> None:
     )  # fmt: skip
     out = run(
         cfg, bc.plan, bc.update, algo="bc",
-        demonstrator=lambda envs: ReferenceGuide(envs.unwrapped.task.tokenizer),
+        demonstrator=lambda envs, ac=None: ReferenceGuide(envs.unwrapped.task.tokenizer),
     )  # fmt: skip
     test_cfg = dataclasses.replace(cfg, batch_size=32, minibatch_size=8)
     envs = build_envs(test_cfg, split="test")

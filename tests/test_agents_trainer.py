@@ -30,7 +30,7 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def guide(envs: Any) -> Any:
+def guide(envs: Any, ac: Any = None) -> Any:
     return scripted_guide("textgen_env/Reverse-v0", envs.unwrapped.task.vocab_size, 0.3)
 
 

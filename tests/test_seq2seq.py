@@ -305,7 +305,9 @@ def test_training_smoke_seq2seq(tmp_path: Path, algo: str) -> None:
         logs = _train(cfg, algo, ppo.plan)
     else:
         cfg = PPOPPConfig(beta=1.0, **common)
-        guide = lambda envs: scripted_guide(cfg.env_id, envs.unwrapped.task.vocab_size, 0.3)  # noqa: E731
+        guide = lambda envs, ac=None: scripted_guide(
+            cfg.env_id, envs.unwrapped.task.vocab_size, 0.3
+        )
         logs = _train(cfg, algo, ppo_pp_plan, guide)
         assert all(log["charts/guided_share"] == 1.0 for log in logs)
     assert len(logs) == 2
