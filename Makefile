@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m textgen_env.demo
+	$(PY) -m agents.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
