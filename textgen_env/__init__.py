@@ -44,3 +44,18 @@ register(
     entry_point="textgen_env.tasks.toy:make_positive_env",
     vector_entry_point="textgen_env.tasks.toy:make_positive_vector_env",
 )
+register(
+    id="textgen_env/IMDB-v0",
+    entry_point="textgen_env.tasks.imdb:make_imdb_env",
+    vector_entry_point="textgen_env.tasks.imdb:make_imdb_vector_env",
+)
+register(
+    id="textgen_env/CommonGen-v0",
+    entry_point="textgen_env.tasks.commongen:make_commongen_env",
+    vector_entry_point="textgen_env.tasks.commongen:make_commongen_vector_env",
+)
+register(
+    id="textgen_env/TLDR-v0",
+    entry_point="textgen_env.tasks.tldr:make_tldr_env",
+    vector_entry_point="textgen_env.tasks.tldr:make_tldr_vector_env",
+)

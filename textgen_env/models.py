@@ -46,6 +46,7 @@ __all__ = [
     "default_model_dir",
     "load_causal_lm",
     "load_seq2seq_lm",
+    "load_tokenizer",
     "tiny_causal_lm",
     "tiny_hf_tokenizer",
     "tiny_seq2seq_lm",
@@ -170,6 +171,45 @@ def load_causal_lm(
     if name_or_path is None:
         return _load(AutoModelForCausalLM, default_model_dir(cache_dir), None, dtype, device)
     return _load(AutoModelForCausalLM, name_or_path, cache_dir, dtype, device)
+
+
+def load_tokenizer(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> PreTrainedTokenizerBase:
+    """Load only a tokenizer (no model weights), with the same pad-token fix as the loaders.
+
+    For the default, the tokenizer is read from the converted SmolLM2 cache (about 0.5 s). If
+    the cache does not exist yet, the GGUF file is converted first (:func:`default_model_dir`,
+    a one-time cost of tens of seconds): reading the tokenizer straight from the GGUF file
+    takes several seconds on every call, the converted cache a fraction of one.
+
+    Args:
+        name_or_path: A hub name or a local folder, passed to ``AutoTokenizer.from_pretrained``;
+            ``None`` loads the tokenizer of the offline default SmolLM2-135M-Instruct.
+        cache_dir: For ``None``, where the converted default is cached; otherwise passed on to
+            ``from_pretrained`` as the download cache.
+
+    Returns:
+        The tokenizer; it always has a pad token (EOS if it had none).
+    """
+    if name_or_path is None:
+        name_or_path, cache_dir = default_model_dir(cache_dir), None
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a str or os.PathLike, got {name_or_path!r}")
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        raise ValueError("name_or_path must not be empty")
+    if isinstance(name_or_path, os.PathLike) and not Path(name_or_path).is_dir():
+        raise FileNotFoundError(f"tokenizer folder does not exist: {name_or_path}")
+    source = os.fspath(name_or_path)
+    extra = {} if cache_dir is None else {"cache_dir": os.fspath(cache_dir)}
+    tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"tokenizer of {source} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_seq2seq_lm(
