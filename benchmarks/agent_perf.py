@@ -119,6 +119,32 @@ def iteration_costs(env_id: str, batch: int, repeats: int, model: str | None) ->
     }  # fmt: skip
 
 
+def models_in_memory() -> dict:
+    """LM parameter sets held by a guided IMDB run with the defaults (SmolLM2, VADER)."""
+    from agents.build import build_policy
+    from agents.ppo_pp import PPOPPConfig
+    from agents.train import guide_for
+
+    cfg = PPOPPConfig(env_id="textgen_env/IMDB-v0", batch_size=4, minibatch_size=2)
+    ac, _, envs = build_policy(cfg)
+    guide = guide_for(cfg)(envs, ac)
+    lms = {"policy": ac.model, "reference": ac.reference, "guide": guide.model}
+    distinct = {id(m) for m in lms.values()}
+    storage = {p.data_ptr() for m in lms.values() for p in m.parameters()}
+    n_params = sum(
+        p.numel() for m in {id(m): m for m in lms.values()}.values() for p in m.parameters()
+    )
+    return {
+        "task": cfg.env_id,
+        "guide_is_reference": guide.model is ac.reference,
+        "distinct_lm_objects": len(distinct),
+        "distinct_parameter_tensors": len(storage),
+        "lm_parameters_total": n_params,
+        "value_head_parameters": sum(p.numel() for p in ac.value_head.parameters()),
+        "reward_model": "VADER lexicon (no LM)",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=16)
@@ -134,6 +160,7 @@ def main() -> None:
     results["iteration_cost_toy"] = iteration_costs(
         "textgen_env/Positive-v0", 32, args.repeats, None
     )
+    results["models_in_memory"] = models_in_memory()
     r = results["rollout_vs_generate"]
     print(f"SmolLM2-135M, batch {r['batch']}, {r['new_tokens']} new tokens, top-k 50, CPU")
     print(f"  env roll-out / generate time ratio (median) {r['time_ratio_median']:.3f}"
@@ -141,6 +168,10 @@ def main() -> None:
     c = results["iteration_cost_toy"]
     print(f"{c['env_id']}, batch {c['batch']}: PPO++ / PPO {c['ratio_ppo_pp']:.2f}×, "
           f"AggreVaTeD / PPO {c['ratio_aggrevated']:.2f}×")  # fmt: skip
+    m = results["models_in_memory"]
+    shared = m["guide_is_reference"]
+    print(f"{m['task']} guided run: {m['distinct_lm_objects']} LM copies (policy + reference;"
+          f" guide is the reference: {shared}); reward: {m['reward_model']}")  # fmt: skip
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")
