@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 import textgen_env
-from agents.build import scripted_guide
 from agents.cli import ALGOS, preset_values
+from agents.train import guide_for
 from agents.trainer import run
 from textgen_env import Prompt, TextGenVectorEnv
 from textgen_env.guides import HFGuide
@@ -88,32 +88,41 @@ def rollout_vs_generate(model, tok, batch: int, new_tokens: int, repeats: int) -
     }  # fmt: skip
 
 
-def iteration_costs(env_id: str, batch: int, repeats: int, model: str | None) -> dict:
-    """Median seconds per iteration (collect + update) for PPO, PPO++ and AggreVaTeD."""
+def _iteration_seconds(run_dir: Path) -> list[float]:
+    """Per-iteration wall time (generation + reward + update) logged by the trainer."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    parts = [acc.Scalars(f"time/{k}") for k in ("generation", "reward", "update")]
+    return [sum(p[i].value for p in parts) for i in range(len(parts[0]))]
+
+
+def iteration_costs(
+    env_id: str, batch: int, iterations: int, model: str | None, repeats: int = 1
+) -> dict:
+    """Median seconds per iteration (collect + update; warm-up iteration dropped)."""
     out: dict[str, list[float]] = {}
     for algo in ("ppo", "ppo_pp", "aggrevated"):
         cls, plan_fn, update_fn = ALGOS[algo]
         values = preset_values("cpu-small", algo) | {
-            "batch_size": batch,
-            "minibatch_size": batch // 2,
-        }
+            "batch_size": batch, "minibatch_size": max(batch // 4, 1), "env_id": env_id,
+            "total_iterations": iterations, "checkpoint_every": 1000, "model": model,
+        }  # fmt: skip
         if algo != "ppo":
             values["beta"] = 0.5
-        times = []
+        times: list[float] = []
         for r in range(repeats):
-            cfg = cls(**values, env_id=env_id, seed=r, total_iterations=3, checkpoint_every=100,
-                      output_dir=f"/tmp/agent_perf/{algo}-{r}", model=model)  # fmt: skip
-            eps = getattr(cfg, "guide_epsilon", 0.3)
-            guide = lambda envs, ac=None, e=eps: scripted_guide(
-                env_id, envs.unwrapped.task.vocab_size, e
+            cfg = cls(
+                **values | {"seed": r, "output_dir": f"/tmp/agent_perf/{env_id[12:]}-{algo}-{r}"}
             )
-            t0 = time.perf_counter()
-            run(cfg, plan_fn, update_fn, algo=algo, guide=guide)
-            times.append((time.perf_counter() - t0) / cfg.total_iterations)
+            guide = guide_for(cfg)
+            out_dir = run(cfg, plan_fn, update_fn, algo=algo, guide=guide)
+            times += _iteration_seconds(out_dir)[1:]
         out[algo] = times
     ppo = statistics.median(out["ppo"])
     return {
-        "env_id": env_id, "batch": batch, "seconds_per_iteration": out,
+        "env_id": env_id, "batch": batch, "beta": 0.5, "seconds_per_iteration": out,
         "ratio_ppo_pp": statistics.median(out["ppo_pp"]) / ppo,
         "ratio_aggrevated": statistics.median(out["aggrevated"]) / ppo,
     }  # fmt: skip
@@ -123,7 +132,6 @@ def models_in_memory() -> dict:
     """LM parameter sets held by a guided IMDB run with the defaults (SmolLM2, VADER)."""
     from agents.build import build_policy
     from agents.ppo_pp import PPOPPConfig
-    from agents.train import guide_for
 
     cfg = PPOPPConfig(env_id="textgen_env/IMDB-v0", batch_size=4, minibatch_size=2)
     ac, _, envs = build_policy(cfg)
@@ -157,17 +165,17 @@ def main() -> None:
     results["rollout_vs_generate"] = rollout_vs_generate(
         model, tok, args.batch, args.new_tokens, args.repeats
     )
-    results["iteration_cost_toy"] = iteration_costs(
-        "textgen_env/Positive-v0", 32, args.repeats, None
-    )
+    results["iteration_cost_toy"] = iteration_costs("textgen_env/Positive-v0", 32, 6, None, 3)
+    results["iteration_cost_imdb"] = iteration_costs("textgen_env/IMDB-v0", 8, 3, None)
     results["models_in_memory"] = models_in_memory()
     r = results["rollout_vs_generate"]
     print(f"SmolLM2-135M, batch {r['batch']}, {r['new_tokens']} new tokens, top-k 50, CPU")
     print(f"  env roll-out / generate time ratio (median) {r['time_ratio_median']:.3f}"
           f"  per-token {r['per_token_ratio_median']:.3f}")  # fmt: skip
-    c = results["iteration_cost_toy"]
-    print(f"{c['env_id']}, batch {c['batch']}: PPO++ / PPO {c['ratio_ppo_pp']:.2f}×, "
-          f"AggreVaTeD / PPO {c['ratio_aggrevated']:.2f}×")  # fmt: skip
+    for key in ("iteration_cost_toy", "iteration_cost_imdb"):
+        c = results[key]
+        print(f"{c['env_id']}, batch {c['batch']}, β 0.5: PPO++ / PPO {c['ratio_ppo_pp']:.2f}×, "
+              f"AggreVaTeD / PPO {c['ratio_aggrevated']:.2f}×")  # fmt: skip
     m = results["models_in_memory"]
     shared = m["guide_is_reference"]
     print(f"{m['task']} guided run: {m['distinct_lm_objects']} LM copies (policy + reference;"
