@@ -77,11 +77,14 @@ def run(
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     kl_ctl = _kl_controller(cfg)
     start = 0
+    saved = load_checkpoint(out) if resume else None
+    if saved is not None and init_from is None:
+        init_from = saved[2].get("init_from")  # a resumed BC+X run keeps its reference
     if init_from:  # BC+X: start from, and regularize towards, the loaded policy
         ac.load_state_dict(load_checkpoint(init_from)[0])
         ac.sync_reference()
-    if resume:
-        policy_state, state, _ = load_checkpoint(out)
+    if saved is not None:
+        policy_state, state, _ = saved
         ac.load_state_dict(policy_state)
         optimizer.load_state_dict(state["optimizer"])
         kl_ctl.load_state_dict(state["kl_controller"])

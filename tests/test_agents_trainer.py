@@ -275,3 +275,23 @@ def test_default_output_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert out == Path("runs/ppo_pp-Reverse-v0-s2")
     assert latest_checkpoint(tmp_path / out).name == "iter-000001"
     assert np.isfinite(scalar_series(tmp_path / out, "charts/task_reward")[0][1])
+
+
+def test_resume_of_a_bc_plus_x_run_keeps_the_loaded_reference(tmp_path: Path) -> None:
+    """--resume without --init-from restores the KL reference of a BC+X run."""
+    donor = run_ppo_pp(ppo_pp_config(tmp_path / "donor", seed=5))
+    cfg = ppo_pp_config(tmp_path / "warm", total_iterations=1, checkpoint_every=1)
+    run(cfg, ppo_pp.plan, no_update, algo="x", guide=guide, init_from=str(donor))
+    seen: dict[str, bool] = {}
+
+    def spy(ac: Any, *args: Any) -> dict[str, float]:
+        ref = dict(ac.reference.named_parameters())
+        donor_weights = weights(donor)
+        seen["ref_is_donor"] = all(
+            torch.equal(p, donor_weights[f"model.{n}"]) for n, p in ref.items()
+        )
+        return {}
+
+    cfg = ppo_pp_config(tmp_path / "warm", total_iterations=2, checkpoint_every=1)
+    run(cfg, ppo_pp.plan, spy, algo="x", guide=guide, resume=True)
+    assert seen["ref_is_donor"]
