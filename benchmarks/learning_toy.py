@@ -62,7 +62,23 @@ def baseline(env_id: str, policy_for, seed: int = 0) -> float:
     return float(np.mean(returns))
 
 
-def train_and_track(algo: str, env_id: str, seed: int, iterations: int, every: int, root: Path):
+def bc_warm_start(env_id: str, seed: int, iterations: int, epsilon: float, root: Path) -> str:
+    """BC on the ε-scripted guide's own roll-outs: the "BC" of BC+X (no optimal data)."""
+    cls, plan_fn, update_fn = ALGOS["bc"]
+    values = preset_values("cpu-small", "bc") | {
+        "env_id": env_id, "seed": seed, "total_iterations": iterations,
+        "demonstrations": "guide", "guide_epsilon": epsilon, "epochs": 4,
+        "output_dir": str(root / f"bc-s{seed}"),
+    }  # fmt: skip
+    cfg = cls(**values)
+    demo = lambda envs, ac=None: scripted_guide(env_id, envs.unwrapped.task.vocab_size, epsilon)
+    return str(run(cfg, plan_fn, update_fn, algo="bc", demonstrator=demo))
+
+
+def train_and_track(
+    algo: str, env_id: str, seed: int, iterations: int, every: int, root: Path,
+    init_from: str | None = None,
+):  # fmt: skip
     cls, plan_fn, update_fn = ALGOS[algo]
     values = preset_values("cpu-small", algo)
     out = root / f"{algo}-s{seed}"
@@ -74,7 +90,8 @@ def train_and_track(algo: str, env_id: str, seed: int, iterations: int, every: i
         guide = lambda envs, ac=None, e=eps: scripted_guide(
             env_id, envs.unwrapped.task.vocab_size, e
         )
-        run(cfg, plan_fn, update_fn, algo=algo, guide=guide, resume=done > every)
+        run(cfg, plan_fn, update_fn, algo=algo, guide=guide, resume=done > every,
+            init_from=init_from if done == every else None)  # fmt: skip
         result = evaluate(str(out), split="test", batch_size=48, seed=seed)
         curve.append((done * cfg.batch_size, result["metrics"]["task_reward"]))
     return curve
@@ -88,6 +105,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--guide-epsilon", type=float, default=0.3)
     parser.add_argument("--runs-dir", default="/tmp/textgen_learning")
+    parser.add_argument(
+        "--bc-iterations", type=int, default=0,
+        help="BC+X: first behaviour-clone the ε-guide's roll-outs for this many iterations",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny models: one thread is much faster on 2 cores
     t0 = time.time()
@@ -96,8 +117,21 @@ def main() -> None:
         args.env_id, lambda v: scripted_guide(args.env_id, v, args.guide_epsilon)
     )
     root = Path(args.runs_dir)
+    warm = {
+        s: bc_warm_start(args.env_id, s, args.bc_iterations, args.guide_epsilon, root)
+        if args.bc_iterations else None
+        for s in args.seeds
+    }  # fmt: skip
+    bc_return = (
+        statistics.mean(
+            evaluate(warm[s], split="test", batch_size=48, seed=s)["metrics"]["task_reward"]
+            for s in args.seeds
+        )
+        if args.bc_iterations
+        else None
+    )
     curves = {
-        a: [train_and_track(a, args.env_id, s, args.iterations, args.eval_every, root)
+        a: [train_and_track(a, args.env_id, s, args.iterations, args.eval_every, root, warm[s])
             for s in args.seeds]
         for a in ALGO_NAMES
     }  # fmt: skip
@@ -115,14 +149,19 @@ def main() -> None:
             "curves": cs,
         }
     name = args.env_id.split("/")[-1].split("-")[0].lower()
+    name += f"_bc{args.bc_iterations}" if args.bc_iterations else ""
     result = {"env_id": args.env_id, "seeds": args.seeds, "iterations": args.iterations,
               "preset": PRESETS["cpu-small"], "guide_epsilon": args.guide_epsilon,
               "random_return": random_return, "guide_return": guide_return,
               "ppo_final_return": ppo_final, "algorithms": rows,
+              "bc_iterations": args.bc_iterations, "bc_return": bc_return,
               "wall_seconds": time.time() - t0}  # fmt: skip
     print(f"{args.env_id}, test split, π alone; seeds {args.seeds}, {args.iterations} iterations")
     print(f"random policy {random_return:.3f} · scripted guide ε={args.guide_epsilon} "
           f"{guide_return:.3f} · optimum see README")  # fmt: skip
+    if bc_return is not None:
+        print(f"BC warm start ({args.bc_iterations} iterations on the guide's roll-outs): "
+              f"{bc_return:.3f}")  # fmt: skip
     print(f"{'algo':<12}{'final':>16}{'>random':>9}{'>guide':>8}  episodes to PPO's final")
     for a, r in rows.items():
         print(f"{a:<12}{r['final_mean']:>9.3f} ± {r['final_std']:.3f}{r['beats_random']!s:>9}"
