@@ -166,6 +166,30 @@ class ActorCritic(nn.Module):
         with ctx:
             yield self.model
 
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores: the whole state, or for LoRA only the trainable tensors
+        (adapters, value head), since the frozen base is rebuilt from the model name."""
+        state = self.state_dict()
+        if not self.is_lora:
+            return state
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in state.items() if k in trainable}
+
+    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`policy_state` output; raises ``ValueError`` on missing or unknown keys."""
+        if not self.is_lora:
+            self.load_state_dict(state)
+            return
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        missing = sorted(trainable - state.keys())
+        unknown = sorted(state.keys() - self.state_dict().keys())
+        if missing or unknown:
+            raise ValueError(
+                f"checkpoint does not fit this LoRA policy: missing {missing[:3]}, "
+                f"unknown {unknown[:3]}"
+            )
+        self.load_state_dict(state, strict=False)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (LoRA adapters only, for a LoRA model)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -81,11 +81,11 @@ def run(
     if saved is not None and init_from is None:
         init_from = saved[2].get("init_from")  # a resumed BC+X run keeps its reference
     if init_from:  # BC+X: start from, and regularize towards, the loaded policy
-        ac.load_state_dict(load_checkpoint(init_from)[0])
+        ac.load_policy_state(load_checkpoint(init_from)[0])
         ac.sync_reference()
     if saved is not None:
         policy_state, state, _ = saved
-        ac.load_state_dict(policy_state)
+        ac.load_policy_state(policy_state)
         optimizer.load_state_dict(state["optimizer"])
         kl_ctl.load_state_dict(state["kl_controller"])
         np_rng.bit_generator.state = state["np_rng"]
@@ -109,7 +109,7 @@ def run(
             "python_rng": random.getstate(),
         }
         save_checkpoint(
-            out, done, policy_state=ac.state_dict(), trainer_state=trainer_state, config=config
+            out, done, policy_state=ac.policy_state(), trainer_state=trainer_state, config=config
         )
 
     bar = tqdm(range(start, cfg.total_iterations), desc=algo, unit="it", dynamic_ncols=True)
@@ -161,5 +161,5 @@ def load_policy(path: str) -> tuple[ActorCritic, Any, dict]:
     policy_state, _, config = load_checkpoint(path)
     cfg = config_from_dict(config)
     ac, tokenizer, _ = build_policy(cfg)
-    ac.load_state_dict(policy_state)
+    ac.load_policy_state(policy_state)
     return ac.eval(), tokenizer, config

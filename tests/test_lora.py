@@ -11,7 +11,7 @@ import torch
 
 from agents import ppo
 from agents.build import build_policy, build_tokenizer_and_model, learner_policy
-from agents.checkpoint import save_checkpoint
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.common import FixedKLController
 from agents.engine import RollIn, Rollout, collect
 from agents.policy import ActorCritic
@@ -114,10 +114,15 @@ def test_lora_checkpoint_round_trip(tmp_path: Path, seq2seq: bool) -> None:
     )
     ac.eval()
     config = {"algo": "ppo", **dataclasses.asdict(cfg), "init_from": None}
-    save_checkpoint(tmp_path / "saved", 1, policy_state=ac.state_dict(), trainer_state={},
+    save_checkpoint(tmp_path / "saved", 1, policy_state=ac.policy_state(), trainer_state={},
                     config=config)  # fmt: skip
     loaded, _, loaded_config = load_policy(str(tmp_path / "saved"))
     assert loaded.is_lora and loaded.reference is None and loaded_config["lora_rank"] == 4
+    # only the trainable tensors (adapters, value head) are stored, not the frozen base
+    stored = load_checkpoint(tmp_path / "saved")[0]
+    assert set(stored) == {n for n, p in ac.named_parameters() if p.requires_grad}
+    with pytest.raises(ValueError, match="does not fit"):
+        loaded.load_policy_state({k: v for k, v in stored.items() if "value_head" not in k})
     ids, mask, width = rollout.input_ids, rollout.attention_mask, rollout.prompt_width
     with torch.no_grad():
         want, want_values = ac(ids, mask, width)
