@@ -244,3 +244,27 @@ def test_oracles_are_reproducible_with_a_seeded_rng() -> None:
     b = roll_out(envs, RandomGuide(), states, np.random.default_rng(1))
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_roll_out_reuses_the_reward_of_episodes_that_ended_in_the_roll_in() -> None:
+    """π finishing during its roll-in (AggreVaTeD's unguided samples) is scored once."""
+    from textgen_env.tasks.toy import _reverse_kwargs
+
+    texts: list[str] = []
+
+    def counting_reward(prompts, completions, references):
+        texts.extend(completions)
+        return ReverseReward()(prompts, completions, references)
+
+    envs = TextGenVectorEnv(4, **(_reverse_kwargs("train") | {"reward_fn": counting_reward}))
+    envs.reset(seed=0)
+    starts = envs.get_states()
+    ended = roll_in(envs, ExpertGuide(), starts, np.array([8, 8, 1, 1]))  # rows 0, 1 finish
+    assert len(texts) == 2
+    final, returns = roll_out(envs, ExpertGuide(), ended)
+    assert len(texts) == 4  # only rows 2 and 3 were scored again
+    np.testing.assert_allclose(returns, 1.0)
+    # A terminal state the env does not hold (another row's) is still scored.
+    _, again = roll_out(envs, ExpertGuide(), [final[1], final[0]])
+    assert len(texts) == 6
+    np.testing.assert_allclose(again, 1.0)

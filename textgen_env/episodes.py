@@ -30,7 +30,9 @@ class _Snapshot:
 class EpisodeBatch:
     """N episodes of one task stored in fixed-shape NumPy arrays (internal to the envs)."""
 
-    _FIELDS = ("ids", "mask", "prompt_len", "gen_len", "prompt_index", "done", "started")
+    _FIELDS = (
+        "ids", "mask", "prompt_len", "gen_len", "prompt_index", "done", "started", "final_reward"
+    )  # fmt: skip
 
     def __init__(self, task: TextTask, num_rows: int) -> None:
         self.task = task
@@ -45,6 +47,7 @@ class EpisodeBatch:
         self.prompt_index = np.full(num_rows, -1, dtype=np.int64)  # (N,)
         self.done = np.zeros(num_rows, dtype=bool)  # (N,) episode ended
         self.started = np.zeros(num_rows, dtype=bool)  # (N,) reset at least once
+        self.final_reward = np.full(num_rows, np.nan)  # (N,) reward of the ended episode
 
     def load(self, row: int, state: TextState) -> None:
         """Write a (validated) state into ``row``."""
@@ -61,6 +64,7 @@ class EpisodeBatch:
         self.prompt_index[row] = state.prompt_index
         self.done[row] = False
         self.started[row] = True
+        self.final_reward[row] = np.nan
 
     def append(self, rows: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Append ``tokens[j]`` to episode ``rows[j]`` (rows must be live and distinct).

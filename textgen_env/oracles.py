@@ -126,8 +126,14 @@ def _apply(
             now = venv.get_states()
             for i in active:
                 final[i] = now[i]
-        if must_finish:  # terminal inputs: score them as they are (one batched call)
-            ended = [i for i in range(b) if k[i] == 0]
+        if must_finish:  # terminal inputs: reuse the env's reward, or score them (one call)
+            ended = []
+            for i in np.flatnonzero(k == 0):
+                known = venv.final_reward(int(i), states[i])  # k == 0: not restarted above
+                if known is None:
+                    ended.append(int(i))
+                else:
+                    returns[i] = known
             if ended:
                 returns[ended] = task.score(
                     np.array([states[i].prompt_index for i in ended]),

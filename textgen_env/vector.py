@@ -257,6 +257,7 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
             if len(finished):
                 t0 = time.perf_counter()
                 rewards[finished] = ep.score(finished)  # one batched reward call
+                ep.final_reward[finished] = rewards[finished]
                 self.reward_seconds += time.perf_counter() - t0
         except BaseException:
             ep.restore(snap)
@@ -279,6 +280,14 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
         if not self._episodes.started.all():
             raise ResetNeeded("call reset() before get_states()")
         return tuple(self._episodes.state(r) for r in range(self.num_envs))
+
+    def final_reward(self, row: int, state: TextState) -> float | None:
+        """The reward sub-env ``row`` computed for its ended episode if that episode is
+        ``state``, else ``None`` (lets oracles avoid scoring the same episode twice)."""
+        ep = self._episodes
+        if not (ep.started[row] and ep.done[row]) or np.isnan(ep.final_reward[row]):
+            return None
+        return float(ep.final_reward[row]) if ep.state(row) == state else None
 
     @property
     def done(self) -> np.ndarray:
