@@ -23,22 +23,6 @@ from textgen_env.oracles import roll_in, roll_out, sample_switch_points
 from textgen_env.tasks.toy import positive_expert, positive_optimal_return, reverse_expert
 
 
-class RandomGuide:
-    """The untrained learner's stand-in: uniform over the vocabulary (pad excluded)."""
-
-    def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-
-    def act(self, states, num_tokens, rng):
-        out = []
-        for k in num_tokens:
-            seq: list[int] = []
-            while len(seq) < k and (not seq or seq[-1] != 1):
-                seq.append(int(rng.integers(1, self.vocab_size)))
-            out.append(tuple(seq))
-        return out
-
-
 def env_tour() -> None:
     env = gym.make("textgen_env/Reverse-v0", render_mode="ansi")
     print("== textgen_env/Reverse-v0: write the prompt's letters reversed, then EOS ==")
@@ -81,7 +65,7 @@ def env_tour() -> None:
         print(f"scripted guide ε={eps:.1f}: mean return {returns.mean():.3f}")
 
     guide = ScriptedGuide(reverse_expert, vocab_size=vocab, epsilon=0.3)
-    learner = RandomGuide(vocab)
+    learner = ScriptedGuide(reverse_expert, vocab_size=vocab, epsilon=1.0)  # uniform: untrained
     k = sample_switch_points(np.random.default_rng(3), n, envs.unwrapped.task.max_new_tokens)
     mid = roll_in(envs, guide, starts, k, np.random.default_rng(4))
     _, learner_returns = roll_out(envs, learner, mid, np.random.default_rng(5))
@@ -113,7 +97,10 @@ def main_job(iterations: int = 20) -> None:
     noisy = ScriptedGuide(positive_expert, vocab_size=task.vocab_size, epsilon=0.3)
     _, guide_returns = roll_out(envs, noisy, starts, np.random.default_rng(0))
     _, random_returns = roll_out(
-        envs, RandomGuide(task.vocab_size), starts, np.random.default_rng(0)
+        envs,
+        ScriptedGuide(positive_expert, vocab_size=task.vocab_size, epsilon=1.0),
+        starts,
+        np.random.default_rng(0),
     )
     trained = result["metrics"]["task_reward"]
     print(f"test return, π alone after {iterations} iterations: {trained:.3f}")

@@ -33,22 +33,6 @@ ALGO_NAMES = ["ppo", "ppo_pp", "aggrevated", "lols", "d2lols"]
 OUT = Path(__file__).parent / "results"
 
 
-class UniformPolicy:
-    """The random policy: uniform over all tokens but pad."""
-
-    def __init__(self, vocab: int) -> None:
-        self.vocab = vocab
-
-    def act(self, states, num_tokens, rng):
-        out = []
-        for k in num_tokens:
-            seq: list[int] = []
-            while len(seq) < k and (not seq or seq[-1] != 1):
-                seq.append(int(rng.integers(1, self.vocab)))
-            out.append(tuple(seq))
-        return out
-
-
 def baseline(env_id: str, policy_for, seed: int = 0) -> float:
     """Mean test return of a policy over all test prompts."""
     envs = gym.make_vec(env_id, num_envs=48, vectorization_mode="vector_entry_point", split="test")
@@ -112,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny models: one thread is much faster on 2 cores
     t0 = time.time()
-    random_return = baseline(args.env_id, UniformPolicy)
+    random_return = baseline(args.env_id, lambda v: scripted_guide(args.env_id, v, 1.0))  # uniform
     guide_return = baseline(
         args.env_id, lambda v: scripted_guide(args.env_id, v, args.guide_epsilon)
     )
