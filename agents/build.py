@@ -92,8 +92,8 @@ def build_policy(cfg: TrainConfig) -> tuple[ActorCritic, Any, TextGenVectorEnv]:
     torch.manual_seed(cfg.seed)
     if is_toy(cfg.env_id) and cfg.model is None:
         envs = build_envs(cfg)
-        tokenizer, model = build_tokenizer_and_model(cfg, envs.unwrapped.task.vocab_size)
-        tokenizer = envs.unwrapped.task.tokenizer
+        tokenizer = envs.unwrapped.task.tokenizer  # the toy task's own tokenizer
+        _, model = build_tokenizer_and_model(cfg, envs.unwrapped.task.vocab_size)
     else:
         tokenizer, model = build_tokenizer_and_model(cfg)
         envs = build_envs(cfg, tokenizer)
