@@ -24,6 +24,7 @@ from textgen_env.tasks.toy import positive_expert, positive_optimal_return, reve
 
 
 def env_tour() -> None:
+    """The token MDP on Reverse-v0: a random and an expert episode, then guide oracles."""
     env = gym.make("textgen_env/Reverse-v0", render_mode="ansi")
     print("== textgen_env/Reverse-v0: write the prompt's letters reversed, then EOS ==")
     print(f"action space {env.action_space}, observation keys {list(env.observation_space)}")
@@ -81,6 +82,7 @@ def env_tour() -> None:
 
 
 def main_job(iterations: int = 20) -> None:
+    """PPO++ on Positive-v0 with an ε=0.3 scripted guide, then π alone on the test split."""
     torch.set_num_threads(1)  # a tiny LM: one thread is faster on 2 cores
     env_id = "textgen_env/Positive-v0"
     print(f"\n== main job: PPO++ on {env_id} (tiny LM, ε=0.3 scripted guide) ==")
@@ -112,6 +114,7 @@ def main_job(iterations: int = 20) -> None:
 
 
 def main() -> None:
+    """``make demo``: the env tour, then the main job."""
     env_tour()
     main_job()
 

@@ -124,6 +124,7 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse the command line, evaluate, print the table and write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
     parser.add_argument("--env-id", help="env to evaluate on (default: the run's)")

@@ -21,6 +21,7 @@ __all__ = ["main"]
 
 
 def parser_for(algo: str | None) -> argparse.ArgumentParser:
+    """The CLI parser; with a known ``algo`` it has one flag per config field."""
     parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__)
     parser.add_argument("--algo", choices=sorted(ALGOS), required=True, help="algorithm to run")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a set of defaults")
@@ -53,6 +54,7 @@ def guide_for(cfg: TrainConfig) -> Callable[[Any], GuidePolicy] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse the command line (defaults < preset < flags) and run the training loop."""
     argv = sys.argv[1:] if argv is None else argv
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--algo")

@@ -37,7 +37,9 @@ class GuidePolicy(Protocol):
         states: Sequence[TextState],
         num_tokens: Sequence[int],
         rng: np.random.Generator,
-    ) -> Sequence[Sequence[int]]: ...
+    ) -> Sequence[Sequence[int]]:
+        """Token ids proposed for each state (see the contract above)."""
+        ...
 
 
 # A guide is any object with that `act` method, e.g. one that always ends the episode:
