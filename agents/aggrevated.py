@@ -2,9 +2,18 @@
 
 With probability β a sample is **rolled in by π** for k ~ U{1..L-1} tokens and **rolled out
 by the guide**: the guide's completion tells π how good its prefix was. π is updated only on
-its own roll-in tokens, with GAE advantages that bootstrap from a value estimate of the
-guide's policy, trained on the guide's tokens. Otherwise the sample is a plain π episode
-(PPO on all its tokens). The KL penalty applies to π's tokens only.
+its own roll-in tokens, with GAE advantages whose baseline is V^g, the value of letting the
+guide finish from a state: the ``GUIDE`` output of the value head
+(:mod:`agents.policy`), trained on the guide's tokens. With λ = 0 the advantage of π's token
+a_t is ``γ V^g(s_{t+1}) - V^g(s_t)``, AggreVaTeD's cost-to-go difference; the default λ
+trades that bias for the Monte Carlo return of the guide's completion. Otherwise the sample
+is a plain π episode (PPO on all its tokens, baseline V^π). The KL penalty applies to π's
+tokens only.
+
+Why two value outputs: one state has a high value when the guide finishes it and a low one
+when an untrained π does. A single head trained on both would hand π's own samples a
+baseline inflated by the guide's returns, and every token π sampled there would be pushed
+down whatever its quality.
 """
 
 from __future__ import annotations

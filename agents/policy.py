@@ -1,4 +1,4 @@
-"""The learner π: an LM with a scalar value head on its own trunk (no extra LM copy).
+"""The learner π: an LM with a value head on its own trunk (no extra LM copy).
 
 Batches use the env's observation layout (prompt block of width ``P`` left-padded, then the
 generation block of width ``G`` right-padded). For a causal LM the logits at column
@@ -6,7 +6,14 @@ generation block of width ``G`` right-padded). For a causal LM the logits at col
 before token ``t``. For an encoder-decoder LM (e.g. T5) the encoder reads the prompt block and
 the decoder reads ``[decoder_start, g_0, ..., g_{G-2}]`` (the generation block shifted right),
 so decoder position ``t`` predicts token ``t`` and carries V(s_t). Either way :meth:`forward`
-returns logits ``(B, G, V)`` and values ``(B, G)``, so the algorithms never see the difference.
+returns logits ``(B, G, V)`` and values ``(B, G, 2)``, so the algorithms never see the
+difference.
+
+The value head has two outputs on the same trunk: ``values[..., PI]`` estimates V^π, the
+return when π finishes the episode, and ``values[..., GUIDE]`` estimates V^g, the return when
+the guide takes over from that state (AggreVaTeD's cost-to-go, Chang et al., 2023, §4.2).
+One state has different values under the two roll-out policies, so one scalar head trained
+on both would give π's own samples a baseline inflated by the guide's returns.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from transformers import PreTrainedModel
 
 from textgen_env.generation import decoder_start_token_id, is_encoder_decoder
 
-__all__ = ["ActorCritic", "position_ids", "right_align"]
+__all__ = ["GUIDE", "PI", "ActorCritic", "position_ids", "right_align"]
+
+PI, GUIDE = 0, 1  # value-head outputs: V^π (π rolls out) and V^g (the guide rolls out)
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -47,7 +56,7 @@ def _hidden_size(model: PreTrainedModel) -> int:
 
 
 class ActorCritic(nn.Module):
-    """Policy LM + value head.
+    """Policy LM + value head (outputs V^π and V^g, see the module doc).
 
     Args:
         model: The policy, a Hugging Face causal LM or encoder-decoder LM (detected from
@@ -76,7 +85,7 @@ class ActorCritic(nn.Module):
         self.decoder_start = decoder_start_token_id(model) if self.seq2seq else None
         self.is_lora = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
         self.critic = copy.deepcopy(model) if separate_critic else None
-        self.value_head = nn.Linear(_hidden_size(model), 1)
+        self.value_head = nn.Linear(_hidden_size(model), 2)  # [V^π, V^g]
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
         if reference is None and not self.is_lora:
@@ -128,13 +137,14 @@ class ActorCritic(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, G, V)`` predicting each generated token and values ``(B, G)``."""
+        """Logits ``(B, G, V)`` predicting each generated token and values ``(B, G, 2)``
+        (``[..., PI]`` = V^π(s_t), ``[..., GUIDE]`` = V^g(s_t))."""
         shared = self.critic is None
         logits, hidden = self._run(self.model, input_ids, attention_mask, prompt_width, shared)
         if not shared:
             _, hidden = self._run(self.critic, input_ids, attention_mask, prompt_width, True)
         assert hidden is not None
-        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)  # (B, G)
+        values = self.value_head(hidden.to(self.value_head.weight.dtype))  # (B, G, 2)
         return logits, values
 
     @torch.no_grad()

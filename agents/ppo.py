@@ -3,7 +3,8 @@
 **PPO** (Schulman et al., 2017): roll-in = roll-out = π. Per-token reward
 ``r_t = -β_KL (log π(a_t|s_t) - log π_ref(a_t|s_t))`` on π's tokens plus the task reward on
 the last token (Ziegler et al., 2019, eq. 2); advantages by GAE(γ, λ) (Schulman et al., 2016);
-clipped policy and value losses; entropy logged. The value function is a head on π's trunk.
+clipped policy and value losses; entropy logged. The value function is a head on π's trunk
+with two outputs, V^π and the guide's V^g (:mod:`agents.policy`); PPO uses V^π only.
 
 The guided algorithms differ only in *how data is collected* and *which tokens train what*,
 which a :class:`Plan` states per iteration: ``agents.ppo_pp`` (guide roll-in),
@@ -33,9 +34,12 @@ from agents.common import (
 )
 from agents.config import TrainConfig, _positive, _unit
 from agents.engine import RollIn, Rollout
-from agents.policy import ActorCritic
+from agents.policy import GUIDE, PI, ActorCritic
 
-__all__ = ["PPOConfig", "Plan", "TrainBatch", "plan", "ppo_update", "prepare_batch", "update"]
+__all__ = [
+    "PPOConfig", "Plan", "TrainBatch", "plan", "ppo_update", "prepare_batch", "select_value",
+    "update",
+]  # fmt: skip
 
 
 @dataclass
@@ -93,8 +97,8 @@ class Plan:
     beta: float = 0.0
     """Probability β that a sample is guided."""
     value_on_guide_tokens: bool = False
-    """AggreVaTeD: on guided samples, train the value on the guide's tokens (a value
-    estimate for the guide's policy) instead of π's."""
+    """AggreVaTeD: guided samples use the guide's value V^g (the ``GUIDE`` head), trained on
+    the guide's tokens, as the baseline of π's roll-in tokens; unguided samples use V^π."""
 
 
 def plan(cfg: PPOConfig, iteration: int, rng: np.random.Generator) -> Plan:
@@ -112,6 +116,7 @@ class TrainBatch:
     tokens: torch.Tensor
     old_logprobs: torch.Tensor
     old_values: torch.Tensor
+    value_heads: torch.Tensor  # (B,) PI or GUIDE: the value head each row uses
     advantages: torch.Tensor
     returns: torch.Tensor
     policy_mask: torch.Tensor  # tokens whose log-prob ratio is trained (π's)
@@ -131,12 +136,17 @@ def prepare_batch(
     ac.eval()
     for lo in range(0, ids.shape[0], cfg.minibatch_size):
         sl = slice(lo, lo + cfg.minibatch_size)
-        logits, values = ac(ids[sl], attn[sl], width)  # (b, G, V), (b, G)
+        logits, values = ac(ids[sl], attn[sl], width)  # (b, G, V), (b, G, 2)
         lps.append(logprobs_from_logits(logits / cfg.temperature, tokens[sl]))
         ref_logits = ac.reference_logits(ids[sl], attn[sl], width)
         ref_lps.append(logprobs_from_logits(ref_logits / cfg.temperature, tokens[sl]))
         vals.append(values)
-    logprobs, ref_logprobs, values = torch.cat(lps), torch.cat(ref_lps), torch.cat(vals)
+    logprobs, ref_logprobs = torch.cat(lps), torch.cat(ref_lps)  # (B, G) each
+    guided = rollout.guided.to(dev)  # (B,)
+    # AggreVaTeD's guided rows: V^g; everything else (π finishes the episode): V^π.
+    use_guide_value = guided & p.value_on_guide_tokens  # (B,)
+    heads = torch.where(use_guide_value, GUIDE, PI)  # (B,)
+    values = select_value(torch.cat(vals), heads)  # (B, G)
     gen_mask = rollout.gen_mask.to(dev)  # (B, G)
     learner = rollout.learner_mask.to(dev)  # (B, G)
     rewards = shaped_rewards(
@@ -146,9 +156,8 @@ def prepare_batch(
     if learner.sum() > 1:
         advantages = masked_whiten(advantages, learner)
     value_mask = learner
-    if p.value_on_guide_tokens:  # AggreVaTeD: V estimates the guide's value on guided rows
-        guided = rollout.guided.to(dev)[:, None]
-        value_mask = torch.where(guided, rollout.guide_mask.to(dev), learner)
+    if p.value_on_guide_tokens:  # AggreVaTeD: V^g learns from the guide's tokens
+        value_mask = torch.where(guided[:, None], rollout.guide_mask.to(dev), learner)
     kl = (per_token_kl(logprobs, ref_logprobs) * learner).sum(1)  # (B,) KL per episode
     stats = {
         "charts/task_reward": rollout.task_rewards.mean().item(),
@@ -165,8 +174,16 @@ def prepare_batch(
         unguided = rollout.task_rewards[~rollout.guided]
         stats["charts/task_reward_unguided"] = unguided.mean().item()
     return TrainBatch(
-        ids, attn, width, tokens, logprobs, values, advantages, returns, learner, value_mask, stats
-    )
+        ids, attn, width, tokens, logprobs, values, heads, advantages, returns, learner,
+        value_mask, stats,
+    )  # fmt: skip
+
+
+def select_value(values: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """Each row's value estimate ``(B, G)`` from the two-head ``values`` ``(B, G, 2)``;
+    ``heads`` ``(B,)`` holds ``PI`` or ``GUIDE`` per row."""
+    index = heads.to(values.device).view(-1, 1, 1).expand(-1, values.shape[1], 1)  # (B, G, 1)
+    return values.gather(-1, index).squeeze(-1)
 
 
 def ppo_update(
@@ -187,6 +204,7 @@ def ppo_update(
             pm, vm = batch.policy_mask[idx], batch.value_mask[idx]
             logits, values = ac(batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_width)
             logits = logits / cfg.temperature  # (b, G, V)
+            values = select_value(values, batch.value_heads[idx])  # (b, G)
             loss = torch.zeros((), device=logits.device)
             if pm.sum() > 0:
                 logprobs = logprobs_from_logits(logits, batch.tokens[idx])  # (b, G)

@@ -22,7 +22,7 @@ from agents.cli import ALGOS
 from agents.common import FixedKLController, logprobs_from_logits, masked_mean
 from agents.config import TrainConfig
 from agents.engine import RollIn, Rollout, collect
-from agents.policy import ActorCritic
+from agents.policy import GUIDE, PI, ActorCritic
 from agents.trainer import run
 from textgen_env.guides import ReferenceGuide
 from textgen_env.models import tiny_causal_lm
@@ -198,7 +198,10 @@ def test_kl_shaping_on_learner_tokens_only(mode: RollIn) -> None:
             ac.reference_logits(r.input_ids, r.attention_mask, r.prompt_width), r.tokens
         )
     torch.testing.assert_close(batch.old_logprobs, lp)
-    torch.testing.assert_close(batch.old_values, values)
+    use_guide_head = (r.guided & (mode is RollIn.LEARNER))[:, None]  # AggreVaTeD: V^g
+    torch.testing.assert_close(
+        batch.old_values, torch.where(use_guide_head, values[..., GUIDE], values[..., PI])
+    )
     kl = lp - ref  # (B, G) k1 estimate, log π - log π_ref
     assert (kl * r.learner_mask).abs().max() > 1e-3  # the perturbation shows
     rewards = step_rewards(batch.returns, r.gen_mask)
@@ -217,6 +220,57 @@ def test_kl_shaping_on_learner_tokens_only(mode: RollIn) -> None:
     )
     assert batch.stats["charts/return"] == pytest.approx(expected.sum(1).mean().item(), abs=1e-5)
     assert batch.stats["charts/kl_coef"] == kl_coef
+
+
+def constant_value_heads(v_pi: float, v_guide: float) -> ActorCritic:
+    """A tiny ActorCritic whose heads predict V^π = ``v_pi`` and V^g = ``v_guide`` everywhere."""
+    ac = perturbed_actor_critic()
+    with torch.no_grad():
+        ac.value_head.weight.zero_()
+        ac.value_head.bias.copy_(torch.tensor([v_pi, v_guide]))
+    return ac
+
+
+@pytest.mark.parametrize(
+    ("algo_plan", "guided_head"),
+    [
+        (aggrevated.plan(aggrevated.AggreVaTeDConfig(beta=0.5), 0, RNG), GUIDE),
+        (ppo_pp.plan(ppo_pp.PPOPPConfig(beta=0.5), 0, RNG), PI),
+    ],
+)
+def test_value_head_per_row(algo_plan: ppo.Plan, guided_head: int) -> None:
+    """AggreVaTeD's guided rows use the guide's value V^g as baseline and value target;
+    unguided rows, and every PPO++ row (π finishes those episodes), use V^π. With γ = 1 and
+    λ = 0 the return before the last token is the next state's value, so it shows which head
+    GAE bootstrapped from."""
+    r = rollout(algo_plan.roll_in_by, beta=0.5)
+    assert r.guided.any() and (~r.guided).any()
+    cfg = cfg_for(16, gamma=1.0, gae_lambda=0.0)
+    batch = ppo.prepare_batch(constant_value_heads(0.25, -0.5), r, cfg, 0.0, algo_plan)
+    expected_head = torch.where(r.guided, guided_head, PI)
+    assert torch.equal(batch.value_heads, expected_head)
+    v = torch.where(expected_head == GUIDE, -0.5, 0.25)[:, None].expand_as(r.gen_mask)
+    torch.testing.assert_close(batch.old_values, v)
+    body = r.gen_mask.bool()
+    body[torch.arange(16), r.gen_mask.sum(1).long() - 1] = False  # all but each row's last
+    torch.testing.assert_close(batch.returns[body], v[body])
+
+
+@pytest.mark.parametrize(("mode", "untouched"), [(RollIn.GUIDE, GUIDE), (RollIn.LEARNER, PI)])
+def test_only_the_used_value_head_learns(mode: RollIn, untouched: int) -> None:
+    """With plain SGD (no weight decay), PPO++ never moves V^g; AggreVaTeD with every
+    sample guided (β = 1) never moves V^π."""
+    ac = constant_value_heads(0.25, -0.5)
+    p = ppo.Plan(roll_in_by=mode, beta=1.0, value_on_guide_tokens=mode is RollIn.LEARNER)
+    r = rollout(mode, beta=1.0)
+    cfg = cfg_for(16)
+    batch = ppo.prepare_batch(ac, r, cfg, 0.0, p)
+    before = ac.value_head.weight.detach().clone(), ac.value_head.bias.detach().clone()
+    ppo.ppo_update(ac, torch.optim.SGD(ac.trainable_parameters(), lr=0.1), batch, cfg, RNG)
+    weight, bias = ac.value_head.weight.detach(), ac.value_head.bias.detach()
+    assert torch.equal(weight[untouched], before[0][untouched])
+    assert bias[untouched] == before[1][untouched]
+    assert bias[1 - untouched] != before[1][1 - untouched]
 
 
 def test_no_kl_penalty_when_coef_is_zero() -> None:

@@ -248,7 +248,7 @@ def test_actor_critic_seq2seq_matches_direct_calls() -> None:
     ids, mask, width = _rollout_batch(model)
     logits, values = ac(ids, mask, width)
     b, g = ids.shape[0], ids.shape[1] - width
-    assert logits.shape == (b, g, 11) and values.shape == (b, g)
+    assert logits.shape == (b, g, 11) and values.shape == (b, g, 2)  # V^π and V^g
     gen_lens = mask[:, width:].sum(1).tolist()
     assert len(set(gen_lens)) > 1 and len(set(mask[:, :width].sum(1).tolist())) > 1
     with torch.no_grad():
@@ -266,7 +266,7 @@ def test_actor_critic_seq2seq_matches_direct_calls() -> None:
     torch.testing.assert_close(ac.reference_logits(ids, mask, width), ref)
     assert not torch.allclose(ac(ids, mask, width)[0], logits)
     critic = ActorCritic(_t5(11, seed=3), separate_critic=True)
-    assert critic(ids, mask, width)[1].shape == (b, g)
+    assert critic(ids, mask, width)[1].shape == (b, g, 2)
     with pytest.raises(ValueError, match="encoder-decoder"):
         ActorCritic(_t5(11), reference=tiny_causal_lm(11))
 
