@@ -17,7 +17,7 @@ from agents.policy import ActorCritic
 from textgen_env.guides import HFGuide, ScriptedGuide
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.models import load_causal_lm, load_seq2seq_lm, tiny_causal_lm, tiny_seq2seq_lm
-from textgen_env.tasks.toy import positive_expert, reverse_expert
+from textgen_env.tasks.toy import positive_expert, reverse_expert, twist_expert
 from textgen_env.vector import TextGenVectorEnv
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
 TOY_EXPERTS: dict[str, Callable] = {
     "textgen_env/Reverse-v0": reverse_expert,
     "textgen_env/Positive-v0": positive_expert,
+    "textgen_env/Twist-v0": twist_expert,
 }
 # A tiny LM learns the toy tasks in minutes on 2 CPU cores.
 TOY_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "max_positions": 64}

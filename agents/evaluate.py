@@ -33,6 +33,7 @@ __all__ = ["METRICS", "evaluate", "main"]
 METRICS: dict[str, dict[str, Any]] = {
     "textgen_env/Reverse-v0": {"cider": False, "meteor": False},
     "textgen_env/Positive-v0": {"cider": False, "meteor": False},
+    "textgen_env/Twist-v0": {"cider": False, "meteor": False},
     "textgen_env/IMDB-v0": {"sentiment": True, "perplexity": True, "cider": False, "meteor": False},
     "textgen_env/CommonGen-v0": {"cider": True, "meteor": True, "bertscore": True},
     "textgen_env/TLDR-v0": {"cider": False, "meteor": True, "bertscore": True},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -13,8 +14,10 @@ from textgen_env.tasks.toy import (
     POSITIVE_LEXICON,
     PositiveReward,
     ReverseReward,
+    TwistReward,
     make_positive_env,
     make_reverse_env,
+    make_twist_env,
     positive_expert,
     positive_optimal_return,
     positive_prompts,
@@ -22,6 +25,7 @@ from textgen_env.tasks.toy import (
     reverse_expert,
     reverse_prompts,
     reverse_tokenizer,
+    twist_expert,
 )
 
 SPLITS = ("train", "test")
@@ -174,10 +178,62 @@ def test_positive_expert_is_optimal_on_every_prompt(split: str) -> None:
     np.testing.assert_allclose(returns, positive_optimal_return())
 
 
+@pytest.mark.parametrize("split", SPLITS)
+def test_twist_expert_is_optimal_on_every_prompt(split: str) -> None:
+    """The expert writes the pivot, then the four best words: return 1.0 on every prompt."""
+    env = make_twist_env(split)
+    returns = [rollout(env, twist_expert, i) for i in range(env.task.num_prompts)]
+    np.testing.assert_allclose(returns, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("but quite wonderful brilliant great moving", 13.6),  # the optimum: 4 * 3.4
+        ("wonderful brilliant great moving funny good", 4.5),  # plain praise: local optimum
+        ("but quite", 0.0),
+        ("great but quite good wonderful", 0.8 + 4 * (0.5 + 1.0)),
+        ("quite but wonderful", 1.0),  # the pivot is "but quite", in that order
+        ("but quite awful but quite bad", 4 * (-1.0 - 0.7)),  # repeated pivot: no extra bonus
+        ("good but quite good", 0.5 + 4 * 0.25),  # the repeat discount still applies
+    ],
+)
+def test_twist_reward_values(completion: str, expected: float) -> None:
+    """Words after the first "but quite" count 4x; divided by the optimum 13.6."""
+    out = TwistReward()(["the plot was dull but"], [completion], [()])
+    assert out[0] == pytest.approx(expected / 13.6)
+
+
+def test_twist_expert_beats_every_three_token_ending() -> None:
+    """From random states with three tokens left (some ending in "but"), no completion scores
+    more than the expert's (brute force over all 25**3 word triples)."""
+    env = make_twist_env()
+    words = list(POSITIVE_LEXICON)
+    ids = {w: i + 2 for i, w in enumerate(words)}
+    reward, rng = TwistReward(), np.random.default_rng(0)
+    endings = [" ".join(t) for t in itertools.product(words, repeat=3)]
+    for trial in range(12):
+        prefix = list(rng.choice(words, size=3))
+        if trial % 3 == 0:
+            prefix[-1] = "but"
+        env.reset(options={"prompt_index": 0})
+        for w in prefix:
+            env.step(ids[w])
+        expert_text = " ".join(prefix)
+        for _ in range(3):
+            token = twist_expert(env.get_state())
+            env.step(token)
+            expert_text += " " + words[token - 2]
+        best = reward([""] * len(endings), [" ".join(prefix) + " " + e for e in endings],
+                      [()] * len(endings)).max()  # fmt: skip
+        assert reward([""], [expert_text], [()])[0] == pytest.approx(best), prefix
+
+
 @pytest.mark.parametrize(
     ("factory", "optimum"),
-    [(make_reverse_env, 1.0), (make_positive_env, positive_optimal_return())],
-)
+    [(make_reverse_env, 1.0), (make_positive_env, positive_optimal_return()),
+     (make_twist_env, 1.0)],
+)  # fmt: skip
 def test_random_policy_is_far_below_optimum(
     factory: Callable[..., TextGenEnv], optimum: float
 ) -> None:

@@ -45,6 +45,11 @@ register(
     vector_entry_point="textgen_env.tasks.toy:make_positive_vector_env",
 )
 register(
+    id="textgen_env/Twist-v0",
+    entry_point="textgen_env.tasks.toy:make_twist_env",
+    vector_entry_point="textgen_env.tasks.toy:make_twist_vector_env",
+)
+register(
     id="textgen_env/IMDB-v0",
     entry_point="textgen_env.tasks.imdb:make_imdb_env",
     vector_entry_point="textgen_env.tasks.imdb:make_imdb_vector_env",

@@ -7,9 +7,16 @@
   words from a small lexicon; reward = sum of word sentiment scores, each repeat of a word in
   the completion worth half the previous, divided by ``max_new_tokens``. The optimum uses the
   best distinct words (a miniature of the IMDB task).
+* **Twist** (``textgen_env/Twist-v0``): the Positive prompts and words, but a review that
+  pivots with "but quite" earns four times the score for every word after the pivot. The
+  optimum writes the pivot first, then the best words (return 1.0); plain praise is a local
+  optimum (about 0.33) that a policy exploring on its own rarely leaves, because the pivot is
+  two zero-score words in a row. A task where exploration is hard but not hopeless, the
+  setting in which guided roll-outs should pay (Chang et al., 2023, §1).
 
-Both come with an optimal expert (``reverse_expert``, ``positive_expert``) that the
-:class:`~textgen_env.guides.ScriptedGuide` turns into a guide of tunable quality (ε-noise).
+Each comes with an optimal expert (``reverse_expert``, ``positive_expert``, ``twist_expert``)
+that the :class:`~textgen_env.guides.ScriptedGuide` turns into a guide of tunable quality
+(ε-noise).
 Prompts are generated deterministically by this module (no data files).
 """
 
@@ -28,12 +35,16 @@ from textgen_env.vector import TextGenVectorEnv
 
 __all__ = [
     "POSITIVE_LEXICON",
+    "TWIST_PIVOT",
     "PositiveReward",
     "ReverseReward",
+    "TwistReward",
     "make_positive_env",
     "make_positive_vector_env",
     "make_reverse_env",
     "make_reverse_vector_env",
+    "make_twist_env",
+    "make_twist_vector_env",
     "positive_expert",
     "positive_optimal_return",
     "positive_prompts",
@@ -41,6 +52,7 @@ __all__ = [
     "reverse_expert",
     "reverse_prompts",
     "reverse_tokenizer",
+    "twist_expert",
 ]
 
 SPLITS = ("train", "test")
@@ -219,3 +231,86 @@ def make_positive_vector_env(
 ) -> TextGenVectorEnv:
     """Vector entry point of ``textgen_env/Positive-v0`` (``kwargs``: ``autoreset_mode``)."""
     return TextGenVectorEnv(num_envs, **_positive_kwargs(split), **kwargs)
+
+
+# ------------------------------------------------------------------------------- Twist
+TWIST_PIVOT = ("but", "quite")
+TWIST_BONUS = 4.0  # every word after the pivot scores this many times its lexicon score
+
+
+def _greedy_total(counts: dict[str, int], n: int) -> float:
+    """The most n more words can add (each repeat worth half the previous): greedy."""
+    counts, total = dict(counts), 0.0
+    for _ in range(max(n, 0)):
+        word = max(POSITIVE_LEXICON, key=lambda w: POSITIVE_LEXICON[w] * 0.5 ** counts.get(w, 0))
+        total += POSITIVE_LEXICON[word] * 0.5 ** counts.get(word, 0)
+        counts[word] = counts.get(word, 0) + 1
+    return total
+
+
+_TWIST_OPTIMUM = TWIST_BONUS * _greedy_total({}, POSITIVE_MAX_NEW_TOKENS - len(TWIST_PIVOT))
+
+
+def _pivot_at(words: Sequence[str]) -> int | None:
+    """Index of the first word after the first pivot in ``words``, or None."""
+    for j in range(len(TWIST_PIVOT), len(words) + 1):
+        if tuple(words[j - len(TWIST_PIVOT) : j]) == TWIST_PIVOT:
+            return j
+    return None
+
+
+class TwistReward:
+    """Positive's repeat-discounted lexicon score, words after the first "but quite" of the
+    completion counting :data:`TWIST_BONUS` times, divided by the optimum (so it is 1.0).
+    The prompt does not count: the pivot must be in the completion."""
+
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        references: Sequence[Sequence[str]],
+    ) -> np.ndarray:
+        out = np.zeros(len(completions))
+        for i, text in enumerate(completions):
+            words = text.split()
+            pivot = _pivot_at(words)
+            seen: dict[str, int] = {}
+            for j, word in enumerate(words):
+                bonus = TWIST_BONUS if pivot is not None and j >= pivot else 1.0
+                out[i] += bonus * POSITIVE_LEXICON.get(word, 0.0) * 0.5 ** seen.get(word, 0)
+                seen[word] = seen.get(word, 0) + 1
+        return out / _TWIST_OPTIMUM
+
+
+def twist_expert(state: TextState) -> int:
+    """The optimal next token: finish the pivot as soon as the words it leaves room for,
+    at 4x, beat plain praise (always, with 3+ tokens left), otherwise the best word."""
+    words = [_POS_WORDS.get(t, "") for t in state.generated_ids]
+    counts: dict[str, int] = {}
+    for w in words:
+        counts[w] = counts.get(w, 0) + 1
+    best = max(POSITIVE_LEXICON, key=lambda w: POSITIVE_LEXICON[w] * 0.5 ** counts.get(w, 0))
+    if _pivot_at(words) is None:
+        left = POSITIVE_MAX_NEW_TOKENS - len(words)
+        started = bool(words) and words[-1] == TWIST_PIVOT[0]
+        need = len(TWIST_PIVOT) - started  # tokens still needed to complete the pivot
+        if TWIST_BONUS * _greedy_total(counts, left - need) > _greedy_total(counts, left):
+            return _POS_IDS[TWIST_PIVOT[started]]
+    return _POS_IDS[best]
+
+
+_POS_WORDS = {i: w for w, i in _POS_IDS.items()}
+
+
+def _twist_kwargs(split: str) -> dict[str, Any]:
+    return _positive_kwargs(split) | {"reward_fn": TwistReward(), "task_id": f"Twist-v0/{split}"}
+
+
+def make_twist_env(split: str = "train", render_mode: str | None = None) -> TextGenEnv:
+    """Entry point of ``textgen_env/Twist-v0``."""
+    return TextGenEnv(**_twist_kwargs(split), render_mode=render_mode)
+
+
+def make_twist_vector_env(num_envs: int, split: str = "train", **kwargs: Any) -> TextGenVectorEnv:
+    """Vector entry point of ``textgen_env/Twist-v0`` (``kwargs``: ``autoreset_mode``)."""
+    return TextGenVectorEnv(num_envs, **_twist_kwargs(split), **kwargs)
