@@ -40,12 +40,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "all": {"top_k": 50, "gamma": 0.99, "gae_lambda": 0.95, "clip_range": 0.2,
                 "vf_coef": 0.5, "learning_rate": 1e-5, "batch_size": 64, "minibatch_size": 16},
     },
-    # A meaningful toy-task experiment on 2 CPU cores in minutes (tiny random LM).
+    # A meaningful toy-task experiment on 2 CPU cores in minutes (tiny random LM). Batches
+    # of 32 at this learning rate collapsed the policy's entropy on Reverse-v0 within ~50
+    # iterations (stuck near 0.15); 256 episodes per iteration learn steadily. Without the
+    # entropy bonus, AggreVaTeD found Twist-v0's pivot on 1 seed of 3 before π collapsed
+    # onto plain praise; with it, on every seed tried.
     "cpu-small": {
-        "all": {"batch_size": 32, "minibatch_size": 16, "learning_rate": 1e-3,
-                "total_iterations": 30, "update_epochs": 4, "kl_coef": 0.0, "top_k": 0,
-                "checkpoint_every": 10},
-        "d2lols": {"tau": 10},  # AggreVaTeD for the first third of the run
+        "all": {"batch_size": 256, "minibatch_size": 64, "learning_rate": 1e-3,
+                "total_iterations": 50, "update_epochs": 4, "kl_coef": 0.0, "ent_coef": 0.05,
+                "top_k": 0, "checkpoint_every": 10},
     },
 }  # fmt: skip
 

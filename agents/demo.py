@@ -2,9 +2,10 @@
 
 1. The token MDP on the Reverse toy task: restart-to-state, and the guide oracles (a scripted
    guide of tunable quality rolls in and rolls out).
-2. The main job: PPO++ fine-tunes a tiny LM on the Positive toy task with an ε=0.3 scripted
-   guide (``--preset cpu-small``, about a minute on 2 CPU cores), then π alone is evaluated
-   on the test split against the random policy and the guide it learned from.
+2. The main job: D2LOLS fine-tunes a tiny LM on the Twist toy task with an ε=0.3 scripted
+   guide (``--preset cpu-small``, under a minute on 2 CPU cores), then π alone is evaluated
+   on the test split against the random policy, the guide it learned from, and plain praise:
+   the local optimum where PPO stays on this task (benchmarks/learning_toy.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from agents.evaluate import evaluate
 from agents.trainer import run
 from textgen_env.guides import ScriptedGuide
 from textgen_env.oracles import roll_in, roll_out, sample_switch_points
-from textgen_env.tasks.toy import positive_expert, positive_optimal_return, reverse_expert
+from textgen_env.tasks.toy import reverse_expert, twist_expert
 
 
 def env_tour() -> None:
@@ -81,33 +82,32 @@ def env_tour() -> None:
         print(f"  prompt {prompt!r:10} guide rolled in {len(s.generated_ids)} tokens: {guided!r}")
 
 
-def main_job(iterations: int = 20) -> None:
-    """PPO++ on Positive-v0 with an ε=0.3 scripted guide, then π alone on the test split."""
+def main_job(iterations: int = 50) -> None:
+    """D2LOLS on Twist-v0 with an ε=0.3 scripted guide, then π alone on the test split."""
     torch.set_num_threads(1)  # a tiny LM: one thread is faster on 2 cores
-    env_id = "textgen_env/Positive-v0"
-    print(f"\n== main job: PPO++ on {env_id} (tiny LM, ε=0.3 scripted guide) ==")
-    cls, plan_fn, update_fn = ALGOS["ppo_pp"]
-    values = preset_values("cpu-small", "ppo_pp") | {"total_iterations": iterations}
-    cfg = cls(**values, env_id=env_id, output_dir="runs/demo-ppo_pp-Positive-v0")
+    env_id = "textgen_env/Twist-v0"
+    print(f"\n== main job: D2LOLS on {env_id} (tiny LM, ε=0.3 scripted guide) ==")
+    print("   words after the pivot 'but quite' score 4x; plain praise is a local optimum")
+    cls, plan_fn, update_fn = ALGOS["d2lols"]
+    values = preset_values("cpu-small", "d2lols") | {"total_iterations": iterations}
+    cfg = cls(**values, env_id=env_id, output_dir="runs/demo-d2lols-Twist-v0")
     guide = lambda envs, ac=None: scripted_guide(env_id, envs.unwrapped.task.vocab_size, 0.3)
-    out = run(cfg, plan_fn, update_fn, algo="ppo_pp", guide=guide)
+    out = run(cfg, plan_fn, update_fn, algo="d2lols", guide=guide)
     result = evaluate(str(out), split="test", batch_size=48)
 
     envs = gym.make_vec(env_id, num_envs=48, vectorization_mode="vector_entry_point", split="test")
     task = envs.unwrapped.task
     starts = [task.initial_state(i) for i in range(task.num_prompts)]
-    noisy = ScriptedGuide(positive_expert, vocab_size=task.vocab_size, epsilon=0.3)
-    _, guide_returns = roll_out(envs, noisy, starts, np.random.default_rng(0))
-    _, random_returns = roll_out(
-        envs,
-        ScriptedGuide(positive_expert, vocab_size=task.vocab_size, epsilon=1.0),
-        starts,
-        np.random.default_rng(0),
-    )
+    returns = {
+        name: roll_out(envs, ScriptedGuide(twist_expert, vocab_size=task.vocab_size, epsilon=eps),
+                       starts, np.random.default_rng(0))[1].mean()
+        for name, eps in (("random policy", 1.0), ("scripted guide ε=0.3", 0.3))
+    }  # fmt: skip
+    praise = task.reward_fn([""], ["wonderful brilliant great moving funny good"], [()])[0]
     trained = result["metrics"]["task_reward"]
     print(f"test return, π alone after {iterations} iterations: {trained:.3f}")
-    print(f"  random policy {random_returns.mean():.3f} · scripted guide ε=0.3 "
-          f"{guide_returns.mean():.3f} · optimum {positive_optimal_return():.3f}")  # fmt: skip
+    print("  " + " · ".join(f"{k} {v:.3f}" for k, v in returns.items())
+          + f" · plain praise {praise:.3f} · optimum 1.000")  # fmt: skip
     for s in result["samples"][:3]:
         print(f"  {s['prompt']!r} ▸ {s['generation']!r}")
     print(f"checkpoints and TensorBoard logs: {out}  (tensorboard --logdir {out}/tb)")

@@ -4,7 +4,9 @@ For each algorithm and seed, trains with the ``cpu-small`` preset and, every ``-
 iterations (continuing with ``--resume``, which reproduces an uninterrupted run exactly),
 evaluates π alone on the test split (no guide). Reports, per algorithm: final test return
 (mean ± std over seeds), whether it beats the random policy and the ε-scripted guide it
-learned from, and the episodes needed to reach PPO's final return. Writes
+learned from, the episodes needed to reach PPO's final return, and the mean learning
+curves. Rows are :data:`VARIANTS`: each algorithm with its defaults, plus PPO++'s β at
+TRIL's 0.6. Writes
 ``benchmarks/results/learning_<task>.json``.
 
 Run: ``.venv/bin/python benchmarks/learning_toy.py [--env-id ID] [--seeds 0 1 2]``.
@@ -29,7 +31,17 @@ from agents.evaluate import evaluate
 from agents.trainer import run
 from textgen_env.oracles import roll_out
 
-ALGO_NAMES = ["ppo", "ppo_pp", "aggrevated", "lols", "d2lols"]
+# Row name -> (--algo, config overrides). The defaults, plus PPO++'s β as TRIL's config sets
+# it (0.6; the paper's table says 0.2, our default), alone and inside LOLS.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "ppo": ("ppo", {}),
+    "ppo_pp": ("ppo_pp", {}),
+    "ppo_pp β=0.6": ("ppo_pp", {"beta": 0.6}),
+    "aggrevated": ("aggrevated", {}),
+    "lols": ("lols", {}),
+    "lols β=0.6": ("lols", {"ppo_pp_beta": 0.6}),
+    "d2lols": ("d2lols", {}),
+}
 OUT = Path(__file__).parent / "results"
 
 
@@ -60,12 +72,13 @@ def bc_warm_start(env_id: str, seed: int, iterations: int, epsilon: float, root:
 
 
 def train_and_track(
-    algo: str, env_id: str, seed: int, iterations: int, every: int, root: Path,
+    variant: str, env_id: str, seed: int, iterations: int, every: int, root: Path,
     init_from: str | None = None,
 ):  # fmt: skip
+    algo, overrides = VARIANTS[variant]
     cls, plan_fn, update_fn = ALGOS[algo]
-    values = preset_values("cpu-small", algo)
-    out = root / f"{algo}-s{seed}"
+    values = preset_values("cpu-small", algo) | overrides
+    out = root / f"{variant.replace(' ', '_')}-s{seed}"
     curve = []
     for done in range(every, iterations + 1, every):
         cfg = cls(**{**values, "env_id": env_id, "seed": seed, "total_iterations": done,
@@ -85,8 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env-id", default="textgen_env/Positive-v0")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--iterations", type=int, default=30)
-    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--algos", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--guide-epsilon", type=float, default=0.3)
     parser.add_argument("--runs-dir", default="/tmp/textgen_learning")
     parser.add_argument(
@@ -117,9 +131,9 @@ def main() -> None:
     curves = {
         a: [train_and_track(a, args.env_id, s, args.iterations, args.eval_every, root, warm[s])
             for s in args.seeds]
-        for a in ALGO_NAMES
+        for a in args.algos
     }  # fmt: skip
-    ppo_final = statistics.mean(c[-1][1] for c in curves["ppo"])
+    ppo_final = statistics.mean(c[-1][1] for c in curves["ppo"])  # needs "ppo" in --algos
     rows = {}
     for a, cs in curves.items():
         finals = [c[-1][1] for c in cs]
@@ -146,10 +160,15 @@ def main() -> None:
     if bc_return is not None:
         print(f"BC warm start ({args.bc_iterations} iterations on the guide's roll-outs): "
               f"{bc_return:.3f}")  # fmt: skip
-    print(f"{'algo':<12}{'final':>16}{'>random':>9}{'>guide':>8}  episodes to PPO's final")
+    print(f"{'algo':<14}{'final':>16}{'>random':>9}{'>guide':>8}  episodes to PPO's final")
     for a, r in rows.items():
-        print(f"{a:<12}{r['final_mean']:>9.3f} ± {r['final_std']:.3f}{r['beats_random']!s:>9}"
+        print(f"{a:<14}{r['final_mean']:>9.3f} ± {r['final_std']:.3f}{r['beats_random']!s:>9}"
               f"{r['beats_guide']!s:>8}  {r['episodes_to_ppo_final']}")  # fmt: skip
+    points = [n for n, _ in curves["ppo"][0]]
+    print("mean test return over seeds, by episodes: " + " ".join(f"{n:>7}" for n in points))
+    for a, cs in curves.items():
+        means = [statistics.mean(c[i][1] for c in cs) for i in range(len(points))]
+        print(f"{a:<41}" + " ".join(f"{m:>7.3f}" for m in means))
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"learning_{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -134,10 +134,19 @@ def test_preset_applies_and_flags_override(algo: str, tmp_path: Path) -> None:
     for f in dataclasses.fields(default):  # flag > preset > default
         want = explicit.get(f.name, preset.get(f.name, getattr(default, f.name)))
         assert config[f.name] == want, f.name
-    if algo == "d2lols":
-        assert config["tau"] == 10 != default.tau  # iterations of AggreVaTeD
-    if algo == "lols":
-        assert config["tau"] == default.tau  # a probability: not the D2LOLS value
+
+
+def test_preset_per_algo_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An algorithm's own entry beats the preset's "all" entry and applies to that algorithm
+    only; fields a config lacks are dropped."""
+    import agents.cli as cli
+
+    presets = {"p": {"all": {"learning_rate": 0.5, "tau": 0.3, "no_such_field": 1},
+                     "d2lols": {"tau": 7}}}  # fmt: skip
+    monkeypatch.setattr(cli, "PRESETS", presets)
+    assert cli.preset_values("p", "d2lols") == {"learning_rate": 0.5, "tau": 7}
+    assert cli.preset_values("p", "lols") == {"learning_rate": 0.5, "tau": 0.3}
+    assert cli.preset_values("p", "ppo") == {"learning_rate": 0.5}
 
 
 def test_preset_and_flags_are_validated_together(
@@ -146,9 +155,9 @@ def test_preset_and_flags_are_validated_together(
     """A flag that is invalid with the preset's values is a clean error, not a crash."""
     flags = ["--algo", "ppo", "--preset", "cpu-small", "--output-dir", str(tmp_path)]
     with pytest.raises(SystemExit) as exc:
-        main([*flags, "--minibatch-size", "5"])  # 5 does not divide the preset's 32
+        main([*flags, "--minibatch-size", "5"])  # 5 does not divide the preset's 256
     assert exc.value.code == 2
-    assert "minibatch_size 5 must divide batch_size 32" in capsys.readouterr().err
+    assert "minibatch_size 5 must divide batch_size 256" in capsys.readouterr().err
 
 
 def test_resume_from_the_cli(tmp_path: Path) -> None:
