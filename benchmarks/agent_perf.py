@@ -158,6 +158,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--imdb-iterations", type=int, default=4,
+        help="IMDB iterations per algorithm (the first is dropped as warm-up)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tok = load_causal_lm()
@@ -166,7 +170,9 @@ def main() -> None:
         model, tok, args.batch, args.new_tokens, args.repeats
     )
     results["iteration_cost_toy"] = iteration_costs("textgen_env/Positive-v0", 32, 6, None, 3)
-    results["iteration_cost_imdb"] = iteration_costs("textgen_env/IMDB-v0", 8, 3, None)
+    results["iteration_cost_imdb"] = iteration_costs(
+        "textgen_env/IMDB-v0", 8, args.imdb_iterations, None
+    )
     results["models_in_memory"] = models_in_memory()
     r = results["rollout_vs_generate"]
     print(f"SmolLM2-135M, batch {r['batch']}, {r['new_tokens']} new tokens, top-k 50, CPU")
