@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -113,9 +114,9 @@ def iteration_costs(
             values["beta"] = 0.5
         times: list[float] = []
         for r in range(repeats):
-            cfg = cls(
-                **values | {"seed": r, "output_dir": f"/tmp/agent_perf/{env_id[12:]}-{algo}-{r}"}
-            )
+            out_dir = Path(f"/tmp/agent_perf/{env_id[12:]}-{algo}-{r}")
+            shutil.rmtree(out_dir, ignore_errors=True)  # stale TensorBoard events would mix in
+            cfg = cls(**values | {"seed": r, "output_dir": str(out_dir)})
             guide = guide_for(cfg)
             out_dir = run(cfg, plan_fn, update_fn, algo=algo, guide=guide)
             times += _iteration_seconds(out_dir)[1:]

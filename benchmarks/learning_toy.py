@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -79,6 +80,7 @@ def train_and_track(
     cls, plan_fn, update_fn = ALGOS[algo]
     values = preset_values("cpu-small", algo) | overrides
     out = root / f"{variant.replace(' ', '_')}-s{seed}"
+    shutil.rmtree(out, ignore_errors=True)  # a stale run's checkpoints would be resumed
     curve = []
     for done in range(every, iterations + 1, every):
         cfg = cls(**{**values, "env_id": env_id, "seed": seed, "total_iterations": done,

@@ -176,24 +176,34 @@ class PositiveReward:
         completions: Sequence[str],
         references: Sequence[Sequence[str]],
     ) -> np.ndarray:
-        out = np.zeros(len(completions))
-        for i, text in enumerate(completions):
-            seen: dict[str, int] = {}
-            for word in text.split():
-                out[i] += POSITIVE_LEXICON.get(word, 0.0) * 0.5 ** seen.get(word, 0)
-                seen[word] = seen.get(word, 0) + 1
-        return out / self.max_new_tokens
+        totals = [sum(_word_scores(text.split())) for text in completions]
+        return np.asarray(totals, dtype=float) / self.max_new_tokens
+
+
+def _word_scores(words: Sequence[str]) -> list[float]:
+    """Each word's lexicon score, the k-th repeat of a word counting ``0.5**k``."""
+    seen: dict[str, int] = {}
+    scores = []
+    for word in words:
+        scores.append(POSITIVE_LEXICON.get(word, 0.0) * 0.5 ** seen.get(word, 0))
+        seen[word] = seen.get(word, 0) + 1
+    return scores
 
 
 def positive_optimal_return(max_new_tokens: int = POSITIVE_MAX_NEW_TOKENS) -> float:
     """The optimal return: greedily the best remaining (discounted-by-repeat) word each step."""
-    counts: dict[str, int] = {}
-    total = 0.0
-    for _ in range(max_new_tokens):
+    return _greedy_total({}, max_new_tokens) / max_new_tokens
+
+
+def _greedy_total(counts: dict[str, int], n: int) -> float:
+    """The most n more words can add after words used ``counts`` times: greedy, since each
+    word's next repeat is worth half its last."""
+    counts, total = dict(counts), 0.0
+    for _ in range(max(n, 0)):
         word = max(POSITIVE_LEXICON, key=lambda w: POSITIVE_LEXICON[w] * 0.5 ** counts.get(w, 0))
         total += POSITIVE_LEXICON[word] * 0.5 ** counts.get(word, 0)
         counts[word] = counts.get(word, 0) + 1
-    return total / max_new_tokens
+    return total
 
 
 _POS_IDS = {w: i + 2 for i, w in enumerate(POSITIVE_LEXICON)}  # ToyTokenizer: 0 pad, 1 eos
@@ -238,16 +248,6 @@ TWIST_PIVOT = ("but", "quite")
 TWIST_BONUS = 4.0  # every word after the pivot scores this many times its lexicon score
 
 
-def _greedy_total(counts: dict[str, int], n: int) -> float:
-    """The most n more words can add (each repeat worth half the previous): greedy."""
-    counts, total = dict(counts), 0.0
-    for _ in range(max(n, 0)):
-        word = max(POSITIVE_LEXICON, key=lambda w: POSITIVE_LEXICON[w] * 0.5 ** counts.get(w, 0))
-        total += POSITIVE_LEXICON[word] * 0.5 ** counts.get(word, 0)
-        counts[word] = counts.get(word, 0) + 1
-    return total
-
-
 _TWIST_OPTIMUM = TWIST_BONUS * _greedy_total({}, POSITIVE_MAX_NEW_TOKENS - len(TWIST_PIVOT))
 
 
@@ -274,11 +274,9 @@ class TwistReward:
         for i, text in enumerate(completions):
             words = text.split()
             pivot = _pivot_at(words)
-            seen: dict[str, int] = {}
-            for j, word in enumerate(words):
-                bonus = TWIST_BONUS if pivot is not None and j >= pivot else 1.0
-                out[i] += bonus * POSITIVE_LEXICON.get(word, 0.0) * 0.5 ** seen.get(word, 0)
-                seen[word] = seen.get(word, 0) + 1
+            pivot = len(words) if pivot is None else pivot
+            scores = _word_scores(words)
+            out[i] = sum(scores[:pivot]) + TWIST_BONUS * sum(scores[pivot:])
         return out / _TWIST_OPTIMUM
 
 
