@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--guide-epsilon", type=float, default=0.3)
     parser.add_argument("--runs-dir", default="/tmp/textgen_learning")
+    parser.add_argument("--output", help="JSON path (default results/learning_<task>.json)")
     parser.add_argument(
         "--bc-iterations", type=int, default=0,
         help="BC+X: first behaviour-clone the ε-guide's roll-outs for this many iterations",
@@ -172,7 +173,7 @@ def main() -> None:
         means = [statistics.mean(c[i][1] for c in cs) for i in range(len(points))]
         print(f"{a:<41}" + " ".join(f"{m:>7.3f}" for m in means))
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"learning_{name}.json"
+    path = Path(args.output) if args.output else OUT / f"learning_{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
