@@ -155,9 +155,8 @@ def prepare_batch(
     advantages, returns = gae(rewards, values, gen_mask, cfg.gamma, cfg.gae_lambda)
     if learner.sum() > 1:
         advantages = masked_whiten(advantages, learner)
-    value_mask = learner
-    if p.value_on_guide_tokens:  # AggreVaTeD: V^g learns from the guide's tokens
-        value_mask = torch.where(guided[:, None], rollout.guide_mask.to(dev), learner)
+    # V^g learns from the guide's tokens on those rows; V^π from π's tokens elsewhere.
+    value_mask = torch.where(use_guide_value[:, None], rollout.guide_mask.to(dev), learner)
     kl = (per_token_kl(logprobs, ref_logprobs) * learner).sum(1)  # (B,) KL per episode
     stats = {
         "charts/task_reward": rollout.task_rewards.mean().item(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,6 @@ from textgen_env.guides import ReferenceGuide
 from textgen_env.models import tiny_causal_lm
 from textgen_env.state import TextState
 from textgen_env.vector import TextGenVectorEnv
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """The tiny models run several times faster single-threaded, above all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 EOS, A, H = 1, 2, 9  # ids of <eos>, "a" and "h" in the Reverse tokenizer
 

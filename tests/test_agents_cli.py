@@ -6,7 +6,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ from agents.checkpoint import latest_checkpoint, load_checkpoint
 from agents.cli import ALGOS, PRESETS
 from agents.config import field_docs
 from agents.train import main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """The tiny models run several times faster single-threaded, above all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--batch-size", "4", "--top-k", "0", "--learning-rate", "1e-3"]

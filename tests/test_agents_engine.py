@@ -6,7 +6,7 @@ learner, sometimes EOS), so every generated token says who produced it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -23,16 +23,6 @@ from textgen_env.models import tiny_causal_lm
 from textgen_env.state import TextState
 from textgen_env.tasks.toy import ReverseReward, reverse_expert
 from textgen_env.vector import TextGenVectorEnv
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """The tiny models run several times faster single-threaded, above all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 EOS, A, H = 1, 2, 9  # ids of <eos>, "a" and "h" in the Reverse tokenizer
 L = 8  # Reverse-v0 max_new_tokens

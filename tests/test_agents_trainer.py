@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from agents.build import build_policy, scripted_guide
 from agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from agents.config import TrainConfig
 from agents.trainer import load_policy, run
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """The tiny models run several times faster single-threaded, above all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def guide(envs: Any, ac: Any = None) -> Any:
