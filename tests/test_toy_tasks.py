@@ -245,3 +245,12 @@ def test_random_policy_is_far_below_optimum(
         for i in range(300)
     ]
     assert np.mean(returns) < 0.25 * optimum
+
+
+@pytest.mark.parametrize("reward", [ReverseReward(), PositiveReward(), TwistReward()])
+def test_toy_rewards_reject_bad_batches(reward) -> None:
+    """Mismatched lengths and non-str texts are clear errors, not silent partial scores."""
+    with pytest.raises(ValueError, match="same length"):
+        reward(["p"], ["good", "bad"], [("x",)])
+    with pytest.raises(TypeError, match=r"completions\[0\] must be a str"):
+        reward(["p"], [3], [("x",)])

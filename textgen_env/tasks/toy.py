@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from textgen_env.env import TextGenEnv
+from textgen_env.rewards.sentiment import check_batch
 from textgen_env.state import Prompt, TextState
 from textgen_env.tokenizer import ToyTokenizer
 from textgen_env.vector import TextGenVectorEnv
@@ -95,6 +96,7 @@ class ReverseReward:
         completions: Sequence[str],
         references: Sequence[Sequence[str]],
     ) -> np.ndarray:
+        check_batch(prompts, completions, references, need_references=True)
         out = np.zeros(len(completions))
         for i, (text, refs) in enumerate(zip(completions, references, strict=True)):
             ref = refs[0]
@@ -176,6 +178,7 @@ class PositiveReward:
         completions: Sequence[str],
         references: Sequence[Sequence[str]],
     ) -> np.ndarray:
+        check_batch(prompts, completions, references)
         totals = [sum(_word_scores(text.split())) for text in completions]
         return np.asarray(totals, dtype=float) / self.max_new_tokens
 
@@ -270,6 +273,7 @@ class TwistReward:
         completions: Sequence[str],
         references: Sequence[Sequence[str]],
     ) -> np.ndarray:
+        check_batch(prompts, completions, references)
         out = np.zeros(len(completions))
         for i, text in enumerate(completions):
             words = text.split()
