@@ -137,6 +137,28 @@ def _limit(logits: torch.Tensor, vocab_limit: int | None) -> torch.Tensor:
     return logits
 
 
+def _cache_keyword(model: Any) -> str:
+    """The forward keyword that feeds a key/value cache back to ``model``.
+
+    transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache`` (the old
+    name still works until 5.40, with a ``FutureWarning``); older versions only know
+    ``past_key_values``. The choice follows the forward signature of the underlying Hugging
+    Face model; a peft wrapper only forwards ``**kwargs``, so it is looked through with
+    ``get_base_model()``. Models whose forward names neither get ``past_key_values``.
+
+    Returns:
+        ``"cache"`` or ``"past_key_values"``.
+    """
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _returned_cache(out: Any) -> Any:
+    """The cache a forward returned: ``out.cache`` (transformers >= 5.24, where reading
+    ``out.past_key_values`` logs a deprecation), else ``out.past_key_values``."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
 def _can_prune(cache: Any) -> bool:
     """Whether rows of ``cache`` can be dropped safely (a plain dynamic key/value cache, or an
     encoder-decoder cache made of two of them)."""
@@ -172,14 +194,16 @@ def sample(
     """Continue each row of a batch of contexts with a KV-cached sampling loop.
 
     The model is called once on the whole context, then once per new token with only that
-    token and the cache (``past_key_values``) returned by the previous call. Position ids are
+    token and the cache returned by the previous call (passed as ``cache``, or as
+    ``past_key_values`` where the model's forward predates transformers 5.24). Position ids are
     ``attention_mask.cumsum(-1) - 1`` (clipped at 0), so left padding and holes in the mask are
     handled. The model is used as it is: put it in eval mode first if it has dropout.
 
     Args:
-        model: A Hugging Face causal LM (any module whose forward accepts ``input_ids``,
-            ``attention_mask``, ``position_ids``, ``past_key_values``, ``use_cache`` and returns
-            ``.logits`` ``(B, T, V)`` and ``.past_key_values``).
+        model: A Hugging Face causal LM, possibly wrapped by peft (any module whose forward
+            accepts ``input_ids``, ``attention_mask``, ``position_ids``, ``cache`` or
+            ``past_key_values``, ``use_cache`` and returns ``.logits`` ``(B, T, V)`` and
+            ``.cache`` or ``.past_key_values``).
         input_ids: ``(B, T)`` context token ids, left-padded.
         attention_mask: ``(B, T)`` 1 for real tokens, 0 for padding; every row with a positive
             budget needs at least one real token.
@@ -230,6 +254,7 @@ def sample(
     left = torch.tensor([budgets[i] for i in rows], device=device)  # (B',) tokens still allowed
     stop = stop.to(device)
 
+    cache_kw = _cache_keyword(model)  # "cache" (transformers >= 5.24) or "past_key_values"
     extra = {}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
         extra["logits_to_keep"] = 1  # only the last position's logits are needed
@@ -245,7 +270,7 @@ def sample(
         done = done | (left <= 0) | torch.isin(token, stop)  # (B',)
         if bool(done.all()):
             return outputs
-        cache = out.past_key_values
+        cache = _returned_cache(out)
         positions = positions[:, -1:] + 1  # (B', 1)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)  # (B', T'+1)
         if bool(done.any()) and _can_prune(cache):  # drop finished rows from batch and cache
@@ -259,8 +284,8 @@ def sample(
             input_ids=token[:, None],  # (B', 1)
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kw: cache},
         )
 
 
@@ -301,13 +326,13 @@ def sample_seq2seq(
     of the prefixes that all rows have is fed in one forward pass, then rows advance in
     lockstep, one decoder position per pass, a row still inside its prefix being fed its next
     prefix token (teacher forcing) while the others sample. Later passes feed one token each
-    with the cache (``past_key_values``) of the previous one; finished rows are dropped from
+    with the cache of the previous one (see :func:`sample`); finished rows are dropped from
     the batch, the cache and the encoder outputs. Put the model in eval mode first.
 
     Args:
         model: A Hugging Face encoder-decoder LM (``get_encoder()``; forward accepts
-            ``encoder_outputs``, ``attention_mask``, ``decoder_input_ids``,
-            ``past_key_values``, ``use_cache`` and returns ``.logits`` and
+            ``encoder_outputs``, ``attention_mask``, ``decoder_input_ids``, ``cache`` or
+            ``past_key_values``, ``use_cache`` and returns ``.logits`` and ``.cache`` or
             ``.past_key_values``), e.g. T5, possibly wrapped by peft.
         encoder_ids: ``(B, S)`` encoder token ids (padded on either side; the mask decides).
         encoder_mask: ``(B, S)`` 1 for real tokens, 0 for padding; every row with a positive
@@ -344,6 +369,7 @@ def sample_seq2seq(
     if not rows:
         return outputs
     start = decoder_start_token_id(model)
+    cache_kw = _cache_keyword(model)  # "cache" (transformers >= 5.24) or "past_key_values"
     stop = {int(t) for t in eos_token_ids}
     choose = dict(
         top_k=top_k, top_p=top_p, temperature=temperature, do_sample=do_sample, generator=generator
@@ -382,7 +408,7 @@ def sample_seq2seq(
                 done[j] = left[j] <= 0 or t in stop
         if all(done):
             return outputs
-        cache = out.past_key_values
+        cache = _returned_cache(out)
         if any(done) and _can_prune(cache):  # drop finished rows from batch, cache, encoder
             idx = [j for j, d in enumerate(done) if not d]
             sel = torch.tensor(idx, device=device)
@@ -395,6 +421,6 @@ def sample_seq2seq(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
             attention_mask=enc_mask,
             decoder_input_ids=torch.tensor(nxt, device=device)[:, None],  # (B', 1)
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kw: cache},
         )
