@@ -277,6 +277,58 @@ def test_textstate_pickle_equality_and_hash() -> None:
     assert lists == state and hash(lists) == hash(state)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"generated_ids": (A, 2.7)},
+            r"TextState.generated_ids\[1\] must be an int token id, got 2.7",
+        ),
+        (
+            {"generated_ids": (2.0,)},
+            r"TextState.generated_ids\[0\] must be an int token id, got 2.0",
+        ),
+        ({"generated_ids": ("3",)}, r"TextState.generated_ids\[0\] .* got '3' \(str\)"),
+        ({"generated_ids": (True,)}, r"TextState.generated_ids\[0\] .* got True \(bool\)"),
+        ({"generated_ids": np.array([1.0])}, r"generated_ids\[0\] .* got np.float64\(1.0\)"),
+        ({"generated_ids": "ab"}, "TextState.generated_ids must be a sequence of int token ids"),
+        ({"prompt_ids": (C, np.float32(4))}, r"TextState.prompt_ids\[1\] must be an int token id"),
+        ({"prompt_index": 1.0}, r"TextState.prompt_index must be an int, got 1.0 \(float\)"),
+        ({"prompt_index": np.bool_(True)}, "TextState.prompt_index must be an int"),
+        ({"references": "adc"}, "TextState.references must be a sequence of str"),
+    ],
+)
+def test_textstate_rejects_non_integer_token_ids(kwargs: dict[str, Any], message: str) -> None:
+    """Token ids and prompt_index must be ints; 2.7 is never silently token 2."""
+    fields: dict[str, Any] = {
+        "task_id": "small",
+        "prompt_index": 1,
+        "prompt_ids": (C, D, A, EQ),
+        "generated_ids": (A,),
+        "references": ("adc",),
+    }
+    with pytest.raises(TypeError, match=message):
+        TextState(**(fields | kwargs))
+    state = TextState(**fields)
+    with pytest.raises(TypeError, match=r"generated_ids\[1\] must be an int token id, got 2.5"):
+        state.extend([D, 2.5])
+    assert state.generated_ids == (A,)
+
+
+def test_textstate_accepts_numpy_integers_as_python_ints() -> None:
+    """NumPy integer scalars and arrays are token ids, stored as Python ints."""
+    state = TextState(
+        "small", np.int64(1), np.array([C, D, A, EQ], dtype=np.int32), [np.int64(A)], ["adc"]
+    )
+    assert state == TextState("small", 1, (C, D, A, EQ), (A,), ("adc",))
+    assert all(type(t) is int for t in (*state.prompt_ids, *state.generated_ids))
+    assert type(state.prompt_index) is int
+    assert state.extend(np.array([D], dtype=np.uint8)).generated_ids == (A, D)
+    env = small_env()
+    env.reset(options={"state": state})  # accepted by the env as the plain-int state is
+    assert env.get_state() == state
+
+
 def test_prompt_index_option_accepts_numpy_ints() -> None:
     """``prompt_index`` picks that prompt; NumPy integers work too."""
     env = small_env()
