@@ -26,8 +26,17 @@ from gymnasium.error import ResetNeeded
 import textgen_env  # noqa: F401  (registers the ids)
 from textgen_env.env import TextGenEnv
 from textgen_env.errors import InvalidStateError
+from textgen_env.metrics import distinct_n
+from textgen_env.oracles import sample_switch_points
+from textgen_env.rewards.overlap import CiderD
 from textgen_env.state import Prompt, TextState
-from textgen_env.tasks.toy import ReverseReward, make_positive_env, make_reverse_env
+from textgen_env.tasks.toy import (
+    PositiveReward,
+    ReverseReward,
+    make_positive_env,
+    make_reverse_env,
+    positive_optimal_return,
+)
 from textgen_env.tokenizer import ToyTokenizer
 from textgen_env.vector import TextGenVectorEnv
 
@@ -630,3 +639,120 @@ def test_env_does_not_mutate_prompts_or_tokenizer() -> None:
     assert prompts == prompts_before
     assert all(a is b for a, b in zip(prompts[:3], SMALL_PROMPTS, strict=True))
     assert vars(tok) == tok_before
+
+
+# ------------------------------------------------------------- NumPy scalars as arguments
+def _small_vector(num_envs: Any) -> TextGenVectorEnv:
+    return TextGenVectorEnv(
+        num_envs, ToyTokenizer(tuple("abcd=")), SMALL_PROMPTS, ReverseReward(),
+        max_new_tokens=G, max_prompt_tokens=P, task_id="small",
+    )  # fmt: skip
+
+
+def _resets(env: Any, seed: Any) -> list[Any]:
+    """Prompt indices of a seeded reset and four unseeded ones (what the seed decides)."""
+    first = env.reset(seed=seed)[1]["prompt_index"]
+    return [np.asarray(first).tolist()] + [
+        np.asarray(env.reset()[1]["prompt_index"]).tolist() for _ in range(4)
+    ]
+
+
+def _first_step(env: TextGenEnv, action: Any) -> tuple[Any, ...]:
+    env.reset(seed=0)
+    return env.step(action)[1:4]
+
+
+# Each entry calls a public entry point with numbers made by `i` (ints) and `x` (floats) and
+# returns something comparable; with NumPy scalars it must equal the plain-Python result.
+NUMPY_ENTRY_POINTS: dict[str, Callable[[Callable[[int], Any], Callable[[float], Any]], Any]] = {
+    "TextGenEnv(max_new_tokens, max_prompt_tokens, vocab_size)": lambda i, x: [
+        (v, type(v))
+        for v in vars(
+            small_env(max_new_tokens=i(3), max_prompt_tokens=i(5), vocab_size=i(9)).task
+        ).values()
+        if isinstance(v, int)
+    ],
+    "TextGenVectorEnv(num_envs)": lambda i, x: (
+        _small_vector(i(3)).num_envs,
+        type(_small_vector(i(3)).num_envs),
+        _small_vector(i(3)).reset(seed=0)[0]["input_ids"].shape,
+    ),
+    "TextGenEnv.reset(seed)": lambda i, x: _resets(small_env(), i(7)),
+    "TextGenVectorEnv.reset(seed)": lambda i, x: _resets(_small_vector(2), i(7)),
+    "TextGenVectorEnv.reset(prompt_index)": lambda i, x: (
+        _small_vector(2).reset(options={"prompt_index": [i(2), i(0)]})[1]["prompt_index"].tolist()
+    ),
+    "TextGenEnv.step(action)": lambda i, x: _first_step(small_env(), i(A)),
+    "TextTask.initial_state(prompt_index)": lambda i, x: small_env().task.initial_state(i(1)),
+    "sample_switch_points(size, horizon)": lambda i, x: sample_switch_points(
+        np.random.default_rng(0), i(5), i(8)
+    ).tolist(),
+    "PositiveReward(max_new_tokens)": lambda i, x: PositiveReward(i(3))(
+        ["the movie was"], ["great good"], [()]
+    ).tolist(),
+    "positive_optimal_return(max_new_tokens)": lambda i, x: positive_optimal_return(i(4)),
+    "CiderD(n, sigma)": lambda i, x: CiderD([["a cat sat"], ["a dog ran"]], n=i(4), sigma=x(3.5))(
+        ["", ""], ["a cat sat", "a dog"], [["a cat sat"], ["a dog ran"]]
+    ).tolist(),
+    "distinct_n(n)": lambda i, x: distinct_n(["a b a b", "a b c"], i(2)),
+}
+
+
+@pytest.mark.parametrize(
+    ("int_type", "float_type"), [(np.int64, np.float32), (np.int32, np.float64)]
+)
+@pytest.mark.parametrize("entry", list(NUMPY_ENTRY_POINTS))
+def test_numpy_scalars_are_accepted_wherever_numbers_are(
+    entry: str, int_type: type, float_type: type
+) -> None:
+    """Every public entry point taking a number takes NumPy scalars too, with the same result."""
+    call = NUMPY_ENTRY_POINTS[entry]
+    assert call(int_type, float_type) == call(int, float)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: small_env(max_new_tokens=np.float32(4)),
+            TypeError,
+            r"max_new_tokens must be an int, got np.float32\(4.0\) \(float32\)",
+        ),
+        (lambda: small_env(max_prompt_tokens=True), TypeError, "max_prompt_tokens must be an int"),
+        (lambda: small_env(vocab_size=np.int64(1)), ValueError, "vocab_size must be an int >= 2"),
+        (lambda: _small_vector(np.int64(0)), ValueError, "num_envs must be a positive int, got 0"),
+        (lambda: small_env().reset(seed=2.0), TypeError, r"seed must be an int, got 2.0 \(float\)"),
+        (lambda: small_env().reset(seed=np.int64(-1)), ValueError, "seed must be an int >= 0"),
+        (
+            lambda: small_env().reset(options={"prompt_index": np.float32(1)}),
+            TypeError,
+            r"options\['prompt_index'\] must be an int, got np.float32\(1.0\)",
+        ),
+        (
+            lambda: small_env().task.initial_state(1.7),
+            TypeError,
+            r"prompt_index must be an int, got 1.7 \(float\)",
+        ),
+        (
+            lambda: sample_switch_points(np.random.default_rng(0), 3, 8.0),
+            TypeError,
+            r"horizon must be an int, got 8.0 \(float\)",
+        ),
+        (lambda: PositiveReward(0), ValueError, "max_new_tokens must be a positive int, got 0"),
+        (lambda: CiderD(sigma="6"), TypeError, r"sigma must be a real number, got '6' \(str\)"),
+        (lambda: CiderD(sigma=np.inf), ValueError, "sigma must be a finite number > 0, got inf"),
+    ],
+)
+def test_bad_numbers_name_the_argument(call: Callable[[], Any], error: type, message: str) -> None:
+    """Wrong types raise TypeError, bad values ValueError; both name the argument."""
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_rejected_numpy_seed_changes_nothing() -> None:
+    """A bad seed is refused before the env is touched."""
+    env = small_env()
+    state, obs = _mid_episode(env)
+    with pytest.raises(ValueError, match="seed"):
+        env.reset(seed=np.int64(-3), options={"prompt_index": 0})
+    assert_unchanged(env, small_env, state, obs)

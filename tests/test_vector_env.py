@@ -588,12 +588,21 @@ def test_failing_reward_function_changes_nothing(mode: str, error: type, call: s
 
 # ---------------------------------------------------------------------------- construction
 @pytest.mark.parametrize(
-    ("num_envs", "extra"),
-    [(0, {}), (-1, {}), (True, {}), (2.0, {}), (2, {"autoreset_mode": AutoresetMode.SAME_STEP})],
+    ("num_envs", "extra", "error"),
+    [
+        (0, {}, ValueError),
+        (-1, {}, ValueError),
+        (True, {}, TypeError),
+        (2.0, {}, TypeError),
+        (2, {"autoreset_mode": AutoresetMode.SAME_STEP}, ValueError),
+    ],
 )
-def test_bad_constructor_arguments(num_envs: Any, extra: dict[str, Any]) -> None:
-    """num_envs must be a positive int; only NEXT_STEP and DISABLED autoreset are offered."""
-    with pytest.raises(ValueError):
+def test_bad_constructor_arguments(
+    num_envs: Any, extra: dict[str, Any], error: type[Exception]
+) -> None:
+    """num_envs must be a positive int (a float or bool is a TypeError); only NEXT_STEP and
+    DISABLED autoreset are offered."""
+    with pytest.raises(error):
         TextGenVectorEnv(num_envs, **task_kwargs(), **extra)
 
 

@@ -10,13 +10,14 @@ argument and show the value. The checked value is returned as a plain Python ``i
 from __future__ import annotations
 
 import math
+from typing import Any, TypeGuard
 
 import numpy as np
 
 __all__ = ["check_int", "check_real", "check_seed", "is_int"]
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     """Whether ``value`` is a Python or NumPy integer (``bool`` excluded)."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
@@ -36,7 +37,7 @@ def check_int(
     """
     if not is_int(value):
         raise TypeError(f"{name} must be an int, got {_got(value)}")
-    v = int(value)  # type: ignore[call-overload]
+    v = int(value)
     if (minimum is not None and v < minimum) or (below is not None and v >= below):
         if below is not None:
             low = "" if minimum is None else f"{minimum} <= "

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from textgen_env._checks import check_int, check_seed, is_int
 from textgen_env.episodes import EpisodeBatch
 from textgen_env.rewards.base import RewardFunction
 from textgen_env.state import Prompt, TextState
@@ -34,10 +35,11 @@ def observation_space(task: TextTask) -> spaces.Dict:
 
 def _as_action(action: Any, vocab_size: int) -> int:
     """Validate one action: an integer token id in ``[0, vocab_size)``."""
-    if (isinstance(action, np.ndarray) and action.shape == ()) or isinstance(action, np.generic):
-        action = action.item()
-    if isinstance(action, bool) or not isinstance(action, int):
+    if isinstance(action, np.ndarray) and action.shape == ():
+        action = action[()]
+    if not is_int(action):
         raise TypeError(f"action must be an integer token id, got {type(action).__name__}")
+    action = int(action)
     if not 0 <= action < vocab_size:
         raise ValueError(f"action {action} is outside the action space Discrete({vocab_size})")
     return action
@@ -155,10 +157,8 @@ class TextGenEnv(gym.Env[ObsType, np.int64]):
         if state is not None:
             state = self.task.validate_state(state)
         elif prompt_index is not None:
-            if isinstance(prompt_index, bool) or not isinstance(prompt_index, int | np.integer):
-                raise TypeError(f"prompt_index must be an int, got {type(prompt_index).__name__}")
-            state = self.task.initial_state(int(prompt_index))
-        super().reset(seed=seed)
+            state = self.task.initial_state(check_int(prompt_index, "options['prompt_index']"))
+        super().reset(seed=check_seed(seed))
         if state is None:
             state = self.task.initial_state(int(self.np_random.integers(self.task.num_prompts)))
         self._episodes.load(0, state)

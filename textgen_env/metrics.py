@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from textgen_env._checks import check_int
 from textgen_env.rewards.overlap import CiderD, simple_tokenize
 from textgen_env.rewards.sentiment import VaderSentiment, _check_hf_pair, _model_max_length
 from textgen_env.rewards.similarity import TextEncoder
@@ -29,8 +30,7 @@ def distinct_n(generations: Sequence[str], n: int) -> float:
     Words are whitespace-separated and compared as they are (case-sensitive). Returns 0.0
     when the generations hold no n-gram at all.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = check_int(n, "n", minimum=1)
     seen: set[tuple[str, ...]] = set()
     total = 0
     for text in generations:

@@ -39,6 +39,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from textgen_env._checks import check_int, is_int
+
 __all__ = [
     "DEFAULT_HUB_ID",
     "cache_root",
@@ -261,7 +263,9 @@ def tiny_causal_lm(
     Returns:
         The model, in eval mode.
     """
-    _check_sizes(vocab_size, hidden_size, num_layers, num_heads, max_positions)
+    vocab_size, hidden_size, num_layers, num_heads, max_positions = _check_sizes(
+        vocab_size, hidden_size, num_layers, num_heads, max_positions
+    )
     fields: dict[str, object] = {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None}
     fields.update(config_kwargs)
     _check_special_ids(fields, vocab_size)
@@ -303,7 +307,9 @@ def tiny_seq2seq_lm(
     Returns:
         The model, in eval mode.
     """
-    _check_sizes(vocab_size, hidden_size, num_layers, num_heads, max_positions=1)
+    vocab_size, hidden_size, num_layers, num_heads, _ = _check_sizes(
+        vocab_size, hidden_size, num_layers, num_heads, max_positions=1
+    )
     fields: dict[str, object] = {"pad_token_id": 0, "eos_token_id": 1, "dropout_rate": 0.0}
     fields.update(config_kwargs)
     fields.setdefault("decoder_start_token_id", fields["pad_token_id"])
@@ -424,8 +430,7 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
 
 def _seeded(model_cls: type, config: object, seed: int) -> PreTrainedModel:
     """Instantiate ``model_cls(config)`` under ``seed`` without disturbing the global RNG."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    seed = check_int(seed, "seed")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_cls(config)
@@ -434,8 +439,9 @@ def _seeded(model_cls: type, config: object, seed: int) -> PreTrainedModel:
 
 def _check_sizes(
     vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, max_positions: int
-) -> None:
-    """Raise if a size is not a positive int or the width does not split into the heads."""
+) -> tuple[int, int, int, int, int]:
+    """The sizes as Python ints; raise if one is not a positive int (NumPy ints are fine) or
+    the width does not split into the heads."""
     sizes = {
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,
@@ -443,19 +449,22 @@ def _check_sizes(
         "num_heads": num_heads,
         "max_positions": max_positions,
     }
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if hidden_size % num_heads:
+    checked = tuple(check_int(value, name, minimum=1) for name, value in sizes.items())
+    if checked[1] % checked[3]:
         raise ValueError(f"hidden_size ({hidden_size}) is not divisible by num_heads ({num_heads})")
+    return checked  # type: ignore[return-value]
 
 
 def _check_special_ids(fields: dict[str, object], vocab_size: int) -> None:
-    """Raise if a special token id in the config fields lies outside the vocabulary."""
+    """Raise if a special token id in the config fields is not an int below ``vocab_size``;
+    NumPy integers are replaced by Python ints in ``fields``."""
     for name in ("pad_token_id", "eos_token_id", "bos_token_id", "decoder_start_token_id"):
         value = fields.get(name)
-        if value is not None and not (isinstance(value, int) and 0 <= value < vocab_size):
+        if value is None:
+            continue
+        if not is_int(value) or not 0 <= value < vocab_size:
             raise ValueError(f"{name}={value!r} is not a token id below vocab_size={vocab_size}")
+        fields[name] = int(value)
 
 
 def _log(message: str) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from textgen_env._checks import check_int, is_int
 from textgen_env.errors import GuideError
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.state import TextState
@@ -30,7 +31,17 @@ __all__ = ["roll_in", "roll_out", "sample_switch_points"]
 
 
 def sample_switch_points(rng: np.random.Generator, size: int, horizon: int) -> np.ndarray:
-    """Switch points ``k`` drawn uniformly on ``1..horizon-1`` (the paper's roll-in length)."""
+    """``size`` switch points ``k`` drawn uniformly on ``1..horizon-1`` (the paper's roll-in
+    length), as an int64 array of shape ``(size,)``.
+
+    Raises:
+        TypeError: ``rng`` is not a NumPy Generator, or ``size``/``horizon`` is not an int.
+        ValueError: ``size < 0`` or ``horizon < 2``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    size = check_int(size, "size", minimum=0)
+    horizon = check_int(horizon, "horizon")
     if horizon < 2:
         raise ValueError(f"horizon must be >= 2 to sample k in 1..horizon-1, got {horizon}")
     return rng.integers(1, horizon, size=size)
@@ -184,6 +195,6 @@ def _ask(
 
 
 def _token(t: object) -> int:
-    if isinstance(t, bool) or not isinstance(t, int | np.integer):
+    if not is_int(t):
         raise TypeError(f"{t!r} is not an int")
     return int(t)

@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from textgen_env._checks import check_int, is_int
 from textgen_env.errors import InvalidStateError
 from textgen_env.rewards.base import RewardFunction, check_rewards
 from textgen_env.state import Prompt, TextState
@@ -71,10 +72,10 @@ class TextTask:
                 ``"left"`` keeps its last tokens (nearest the generation), ``"right"`` keeps
                 its first tokens, ``"error"`` raises ``ValueError``.
         """
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        if not isinstance(max_prompt_tokens, int) or max_prompt_tokens < 1:
-            raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}")
+        max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1)
+        max_prompt_tokens = check_int(max_prompt_tokens, "max_prompt_tokens", minimum=1)
+        if not isinstance(task_id, str):
+            raise TypeError(f"task_id must be a str, got {type(task_id).__name__}")
         if prompt_truncation not in ("left", "right", "error"):
             raise ValueError(
                 f"prompt_truncation must be 'left', 'right' or 'error', got {prompt_truncation!r}"
@@ -86,9 +87,9 @@ class TextTask:
             raise ValueError("tokenizer must define eos_token_id")
         pad = getattr(tokenizer, "pad_token_id", None)
         pad = eos if pad is None else pad
-        vocab = len(tokenizer) if vocab_size is None else vocab_size
-        if not isinstance(vocab, int) or vocab < 2:
-            raise ValueError(f"vocab_size must be an int >= 2, got {vocab!r}")
+        vocab = check_int(
+            len(tokenizer) if vocab_size is None else vocab_size, "vocab_size", minimum=2
+        )
         if not (0 <= eos < vocab and 0 <= pad < vocab):
             raise ValueError(f"eos ({eos}) and pad ({pad}) ids must be below vocab_size {vocab}")
         if isinstance(prompts, str) or len(prompts) == 0:
@@ -133,9 +134,9 @@ class TextTask:
 
     def initial_state(self, prompt_index: int) -> TextState:
         """The start state of prompt ``prompt_index`` (nothing generated yet)."""
-        if not 0 <= int(prompt_index) < self.num_prompts:
-            raise IndexError(f"prompt_index {prompt_index} out of range [0, {self.num_prompts})")
-        i = int(prompt_index)
+        i = check_int(prompt_index, "prompt_index")
+        if not 0 <= i < self.num_prompts:
+            raise IndexError(f"prompt_index {i} out of range [0, {self.num_prompts})")
         return TextState(self.task_id, i, self.prompt_ids[i], (), self.prompts[i].references)
 
     def is_terminal(self, state: TextState) -> bool:
@@ -151,7 +152,7 @@ class TextTask:
             raise InvalidStateError(
                 f"state belongs to task {state.task_id!r}, this env runs {self.task_id!r}"
             )
-        if isinstance(state.prompt_index, bool) or not isinstance(state.prompt_index, int):
+        if not is_int(state.prompt_index):
             raise InvalidStateError(
                 f"state prompt_index must be an int, got {type(state.prompt_index).__name__}"
             )

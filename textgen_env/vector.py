@@ -13,6 +13,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from textgen_env._checks import check_int, check_seed
 from textgen_env.env import ObsType, observation_space
 from textgen_env.episodes import EpisodeBatch
 from textgen_env.rewards.base import RewardFunction
@@ -75,8 +76,7 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
         prompt_truncation: Truncation = "left",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        num_envs = check_int(num_envs, "num_envs", minimum=1)
         autoreset_mode = AutoresetMode(autoreset_mode)
         if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or DISABLED, got {autoreset_mode}")
@@ -114,8 +114,7 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
                 f"unknown reset options {sorted(options)}; "
                 "use 'state', 'prompt_index', 'reset_mask'"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise TypeError(f"seed must be an int or None for {type(self).__name__}, got {seed!r}")
+        seed = check_seed(seed)
         mask = np.ones(n, dtype=bool) if mask is None else np.asarray(mask)
         if mask.dtype != np.bool_ or mask.shape != (n,):
             raise ValueError(
@@ -153,9 +152,9 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
                 if name == "state":
                     chosen[r] = self.task.validate_state(v)
                 else:
-                    if isinstance(v, bool) or not isinstance(v, int | np.integer):
-                        raise TypeError(f"prompt_index[{r}] must be an int, got {type(v).__name__}")
-                    chosen[r] = self.task.initial_state(int(v))
+                    chosen[r] = self.task.initial_state(
+                        check_int(v, f"options['prompt_index'][{r}]")
+                    )
         return chosen
 
     # ------------------------------------------------------------------- step
@@ -280,6 +279,14 @@ class TextGenVectorEnv(VectorEnv[ObsType, np.ndarray, np.ndarray]):
         if not self._episodes.started.all():
             raise ResetNeeded("call reset() before get_states()")
         return tuple(self._episodes.state(r) for r in range(self.num_envs))
+
+    def observation(self) -> ObsType:
+        """Copies of every sub-env's observation arrays, ``(num_envs, P+G)`` each: what the
+        last ``reset``/``step`` would return now (the oracles' ``advance`` changes them too).
+        Training code reads finished episodes from here in the layout a model consumes."""
+        if not self._episodes.started.all():
+            raise ResetNeeded("call reset() before observation()")
+        return self._episodes.observation()
 
     def final_reward(self, row: int, state: TextState) -> float | None:
         """The reward sub-env ``row`` computed for its ended episode if that episode is

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from textgen_env._checks import is_int
 from textgen_env.errors import GuideError
 from textgen_env.state import TextState
 from textgen_env.tokenizer import Tokenizer
@@ -38,7 +39,7 @@ def check_request(
     for i, (state, k) in enumerate(zip(states, num_tokens, strict=True)):
         if not isinstance(state, TextState):
             raise TypeError(f"states[{i}] must be a TextState, got {type(state).__name__}")
-        if isinstance(k, bool | np.bool_) or not isinstance(k, int | np.integer) or k < 0:
+        if not is_int(k) or k < 0:
             raise ValueError(f"num_tokens[{i}] must be an int >= 0, got {k!r}")
         counts.append(int(k))
     return counts

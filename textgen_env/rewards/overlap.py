@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
+from textgen_env._checks import check_int, check_real
 from textgen_env.rewards.sentiment import check_batch
 
 __all__ = ["CiderD", "RougeL", "SpiceScorer", "Spider", "missing_spice_files", "simple_tokenize"]
@@ -137,12 +138,9 @@ class CiderD:
         n: int = 4,
         sigma: float = 6.0,
     ) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        if not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        n = check_int(n, "n", minimum=1)
         self.n = n
-        self.sigma = float(sigma)
+        self.sigma = check_real(sigma, "sigma", gt=0.0)
         self._document_frequency: dict | None = None
         self._log_size = 0.0
         if corpus_references is not None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from textgen_env._checks import check_int
+
 __all__ = [
     "DEFAULT_JUDGE_TEMPLATE",
     "ClassifierSentiment",
@@ -87,9 +89,7 @@ def scored_texts(
 
 
 def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return check_int(value, name, minimum=1)
 
 
 def _check_bool(value: object, name: str) -> bool:
@@ -247,8 +247,7 @@ class ClassifierSentiment:
         num_labels = int(getattr(model.config, "num_labels", 0))
         if num_labels < 2:
             raise ValueError(f"model must have at least 2 labels, got num_labels={num_labels}")
-        if isinstance(positive_label, bool) or not isinstance(positive_label, int):
-            raise TypeError(f"positive_label must be an int, got {type(positive_label).__name__}")
+        positive_label = check_int(positive_label, "positive_label")
         if not 0 <= positive_label < num_labels:
             raise ValueError(f"positive_label must be in [0, {num_labels}), got {positive_label}")
         self.batch_size = _check_positive_int(batch_size, "batch_size")

@@ -17,6 +17,7 @@ from typing import Any
 
 import datasets
 
+from textgen_env._checks import is_int
 from textgen_env.tokenizer import Tokenizer
 
 __all__ = [
@@ -169,6 +170,8 @@ def field(row: Mapping[str, Any], name: str, kind: type, task: str, index: int) 
     if name not in row:
         raise ValueError(f"{task} row {index} has no field {name!r} (fields: {sorted(row)})")
     value = row[name]
+    if kind is int and is_int(value):
+        return int(value)  # NumPy integers too (a pandas-backed data set gives those)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(
             f"{task} row {index} field {name!r} must be {kind.__name__}, got {type(value).__name__}"

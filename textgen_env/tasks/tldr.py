@@ -27,6 +27,7 @@ from typing import Any
 import datasets
 from gymnasium.vector import AutoresetMode
 
+from textgen_env._checks import check_int
 from textgen_env.env import TextGenEnv
 from textgen_env.rewards.base import RewardFunction
 from textgen_env.rewards.overlap import RougeL
@@ -147,10 +148,7 @@ def fit_prompts(
     Returns:
         The prompts, same order and references.
     """
-    if isinstance(max_prompt_tokens, bool) or not isinstance(max_prompt_tokens, int):
-        raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}")
-    if max_prompt_tokens < 1:
-        raise ValueError(f"max_prompt_tokens must be a positive int, got {max_prompt_tokens!r}")
+    max_prompt_tokens = check_int(max_prompt_tokens, "max_prompt_tokens", minimum=1)
     return tuple(_fit_one(p, tokenizer, max_prompt_tokens) for p in prompts)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from textgen_env._checks import check_int
 from textgen_env.env import TextGenEnv
 from textgen_env.rewards.sentiment import check_batch
 from textgen_env.state import Prompt, TextState
@@ -170,7 +171,7 @@ class PositiveReward:
     ``0.5**k``, divided by ``max_new_tokens``. Range about [-1, 1]."""
 
     def __init__(self, max_new_tokens: int = POSITIVE_MAX_NEW_TOKENS) -> None:
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1)
 
     def __call__(
         self,
@@ -195,6 +196,7 @@ def _word_scores(words: Sequence[str]) -> list[float]:
 
 def positive_optimal_return(max_new_tokens: int = POSITIVE_MAX_NEW_TOKENS) -> float:
     """The optimal return: greedily the best remaining (discounted-by-repeat) word each step."""
+    max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=1)
     return _greedy_total({}, max_new_tokens) / max_new_tokens
 
 
