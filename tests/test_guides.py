@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -249,6 +250,49 @@ def test_mixture_splits_about_beta_and_keeps_order() -> None:
         MixtureGuide(first, second, 1.2)
 
 
+def test_mixture_beta_set_after_construction_is_checked_and_used() -> None:
+    """``mix.beta = 2.0`` used to be accepted and act as 1; now it raises and changes nothing."""
+    states = _states(make_reverse_vector_env(4), [0, 1, 2, 0])
+    first, second = Recorder(4), Recorder(5)
+    mix = MixtureGuide(first, second, 0.5)
+    with pytest.raises(ValueError, match=r"^beta must be in \[0, 1\], got 2.0$"):
+        mix.beta = 2.0
+    with pytest.raises(TypeError, match=r"^beta must be a real number, got '1' \(str\)$"):
+        mix.beta = "1"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="beta must be a finite number"):
+        mix.beta = float("nan")
+    assert mix.beta == 0.5  # a rejected value leaves the old one
+    mix.beta = np.float32(0.0)
+    assert mix.beta == 0.0 and type(mix.beta) is float
+    assert mix.act(states, [1] * 4, np.random.default_rng(0)) == [(5,)] * 4
+    with pytest.raises(TypeError, match="first must be a GuidePolicy"):
+        mix.first = object()  # type: ignore[assignment]
+    assert mix.first is first
+    mix.first, mix.beta = Recorder(6), 1
+    assert mix.act(states, [1] * 4, np.random.default_rng(0)) == [(6,)] * 4
+
+
+def test_scripted_attributes_stay_valid_after_construction() -> None:
+    guide = ScriptedGuide(reverse_expert, vocab_size=REVERSE_VOCAB, epsilon=0.5)
+    with pytest.raises(ValueError, match=r"^epsilon must be in \[0, 1\], got 1.5$"):
+        guide.epsilon = 1.5
+    assert guide.epsilon == 0.5
+    guide.epsilon = np.float32(0.25)
+    assert guide.epsilon == 0.25 and type(guide.epsilon) is float
+    # vocab_size, eos_token_id and noise_tokens were checked against each other: read-only
+    for name, value in (
+        ("vocab_size", 3),
+        ("eos_token_id", 50),
+        ("noise_tokens", np.array([99])),
+        ("expert", len),
+    ):
+        with pytest.raises(AttributeError, match=f"property '{name}' .* has no setter"):
+            setattr(guide, name, value)
+    with pytest.raises(ValueError, match="read-only"):
+        guide.noise_tokens[0] = 99
+    assert guide.noise_tokens.tolist() == list(range(1, REVERSE_VOCAB))
+
+
 def test_mixture_of_real_guides_drives_the_env() -> None:
     envs = make_reverse_vector_env(8)
     states = _states(envs, [0, 1, 2, 3, 0, 1, 2, 3])
@@ -402,6 +446,44 @@ def test_hf_guide_stop_token_becomes_eos() -> None:
     _check_contract(out, [8, 8, 8], REVERSE_VOCAB)
 
 
+def test_hf_guide_attributes_stay_valid_after_construction() -> None:
+    states = _states(make_reverse_vector_env(3), [0, 1, 2])
+    guide = HFGuide(tiny_causal_lm(REVERSE_VOCAB, seed=3), reverse_tokenizer(), top_k=5)
+    with pytest.raises(ValueError, match=r"^temperature must be > 0, got 0$"):
+        guide.temperature = 0
+    with pytest.raises(ValueError, match=r"^top_p must be in \(0, 1\], got 1.5$"):
+        guide.top_p = 1.5
+    with pytest.raises(TypeError, match=r"^top_k must be an int, got 2.5 \(float\)$"):
+        guide.top_k = 2.5  # type: ignore[assignment]
+    with pytest.raises(ValueError, match=r"^batch_size must be a positive int, got 0$"):
+        guide.batch_size = 0
+    with pytest.raises(TypeError, match="do_sample must be a bool"):
+        guide.do_sample = 0  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        guide.sampling["top_k"] = 1  # type: ignore[index]
+    assert dict(guide.sampling) == {"top_k": 5, "top_p": 1.0, "temperature": 1.0, "do_sample": True}
+    for name in (
+        "model", "seq2seq", "tokenizer", "policy_tokenizer", "prompt_template",
+        "use_chat_template", "fast", "eos_token_id", "stop_token_ids", "pad_token_id",
+        "vocab_limit",
+    ):  # fmt: skip
+        with pytest.raises(AttributeError, match=f"property '{name}' .* has no setter"):
+            setattr(guide, name, None)
+    guide.top_k, guide.batch_size, guide.do_sample = np.int32(0), np.int64(1), False
+    assert dict(guide.sampling) == {
+        "top_k": 0,
+        "top_p": 1.0,
+        "temperature": 1.0,
+        "do_sample": False,
+    }
+    out = guide.act(states, [3, 3, 3], np.random.default_rng(0))
+    _check_contract(out, [3, 3, 3], REVERSE_VOCAB)
+    with pytest.raises(TypeError, match=r"stop_token_ids\[1\] must be an int, got 2.5"):
+        HFGuide(guide.model, reverse_tokenizer(), stop_token_ids=[3, 2.5])
+    with pytest.raises(TypeError, match="use_chat_template must be a bool"):
+        HFGuide(guide.model, reverse_tokenizer(), use_chat_template="yes")  # type: ignore[arg-type]
+
+
 def _lexicon_guide(**kwargs: object) -> HFGuide:
     guide_tok = tiny_hf_tokenizer(list(POSITIVE_LEXICON))
     model = tiny_causal_lm(len(guide_tok), seed=5)
@@ -441,3 +523,47 @@ def test_hf_guide_chat_template_and_handoff_stop() -> None:
     # A guide that stops at once (every word is a stop token) hands over just the policy EOS.
     quitter = _lexicon_guide(stop_token_ids=list(range(len(guide.tokenizer))))
     assert quitter.act(states, [3, 1], np.random.default_rng(0)) == [(EOS,), (EOS,)]
+
+
+# ------------------------------------------------------------- NumPy scalars as arguments
+def _guide_output(guide: GuidePolicy, vector_env: TextGenVectorEnv) -> list[tuple[int, ...]]:
+    states = _states(vector_env, [0, 1, 2, 0])
+    return [tuple(s) for s in guide.act(states, [3, 2, 4, 1], np.random.default_rng(7))]
+
+
+# Each entry builds a guide from numbers made by `i` (ints) and `x` (floats) and returns what it
+# proposes; with NumPy scalars it must be exactly what the plain-Python guide proposes.
+NUMPY_GUIDES: dict[str, Callable[[Callable[[int], Any], Callable[[float], Any]], Any]] = {
+    "ScriptedGuide(vocab_size, epsilon, eos_token_id)": lambda i, x: _guide_output(
+        ScriptedGuide(
+            reverse_expert, vocab_size=i(REVERSE_VOCAB), epsilon=x(0.5), eos_token_id=i(EOS)
+        ),
+        make_reverse_vector_env(4),
+    ),
+    "MixtureGuide(beta)": lambda i, x: _guide_output(
+        MixtureGuide(Recorder(4), Recorder(5), x(0.25)), make_reverse_vector_env(4)
+    ),
+    "HFGuide(top_k, top_p, temperature, batch_size), tiny_causal_lm(vocab_size, seed)": (
+        lambda i, x: _guide_output(
+            HFGuide(
+                tiny_causal_lm(i(REVERSE_VOCAB), seed=i(3), hidden_size=i(16)),
+                reverse_tokenizer(),
+                top_k=i(5),
+                top_p=x(0.75),
+                temperature=x(0.5),
+                batch_size=i(3),
+                stop_token_ids=[i(10)],
+            ),
+            make_reverse_vector_env(4),
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("int_type", "float_type"), [(np.int64, np.float32), (np.int32, np.float64)]
+)
+@pytest.mark.parametrize("entry", list(NUMPY_GUIDES))
+def test_guides_accept_numpy_scalars(entry: str, int_type: type, float_type: type) -> None:
+    build = NUMPY_GUIDES[entry]
+    assert build(int_type, float_type) == build(int, float)

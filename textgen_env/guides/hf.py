@@ -3,12 +3,14 @@ text hand-off."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 
+from textgen_env._checks import check_int, check_real
 from textgen_env.generation import is_encoder_decoder, sample, sample_seq2seq
 from textgen_env.guides._util import (
     check_request,
@@ -75,6 +77,10 @@ class HFGuide:
 
     Randomness: every call seeds a ``torch.Generator`` on the model's device from ``rng``.
 
+    Numbers may be Python or NumPy scalars. The sampling settings (``top_k``, ``top_p``,
+    ``temperature``, ``do_sample``) and ``batch_size`` may be reassigned, checked as in the
+    constructor; the other attributes are fixed by the constructor and read-only.
+
     Args:
         model: A Hugging Face causal or encoder-decoder LM (in eval mode), e.g. from
             :func:`textgen_env.models.load_causal_lm` or
@@ -110,27 +116,37 @@ class HFGuide:
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be a callable torch module, got {type(model).__name__}")
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        if not isinstance(use_chat_template, bool | np.bool_):
+            raise TypeError(
+                f"use_chat_template must be a bool, got {type(use_chat_template).__name__}"
+            )
         if use_chat_template and not callable(getattr(tokenizer, "apply_chat_template", None)):
             raise TypeError("use_chat_template needs a tokenizer with apply_chat_template")
-        self.model = model
-        self.seq2seq = is_encoder_decoder(model)
-        self.tokenizer = tokenizer
-        self.policy_tokenizer = tokenizer if policy_tokenizer is None else policy_tokenizer
-        self.prompt_template = check_template(prompt_template)
-        self.use_chat_template = bool(use_chat_template)
-        self.sampling = dict(top_k=top_k, top_p=top_p, temperature=temperature, do_sample=do_sample)
+        if isinstance(stop_token_ids, str) or not isinstance(stop_token_ids, Iterable):
+            raise TypeError(
+                f"stop_token_ids must be a sequence of int token ids, got {stop_token_ids!r:.80}"
+            )
+        stops = {
+            check_int(t, f"stop_token_ids[{i}]", minimum=0) for i, t in enumerate(stop_token_ids)
+        }
+        self._sampling: dict[str, Any] = {}
+        self.top_k = top_k
+        self.top_p = top_p
+        self.temperature = temperature
+        self.do_sample = do_sample
         self.batch_size = batch_size
-        self.fast = (
+        self._model = model
+        self._seq2seq = is_encoder_decoder(model)
+        self._tokenizer = tokenizer
+        self._policy_tokenizer = tokenizer if policy_tokenizer is None else policy_tokenizer
+        self._prompt_template = check_template(prompt_template)
+        self._use_chat_template = bool(use_chat_template)
+        self._fast = (
             prompt_template is None
             and not use_chat_template
-            and self.policy_tokenizer is self.tokenizer
+            and self._policy_tokenizer is self._tokenizer
         )
-        self.eos_token_id = require_eos(self.policy_tokenizer, "policy_tokenizer")
-        stops = {int(t) for t in stop_token_ids}
+        self._eos_token_id = require_eos(self._policy_tokenizer, "policy_tokenizer")
         guide_eos = getattr(tokenizer, "eos_token_id", None)
         if guide_eos is not None:
             stops.add(int(guide_eos))
@@ -139,11 +155,121 @@ class HFGuide:
             stops.update(int(t) for t in np.atleast_1d(config_eos))
         if not stops:
             raise ValueError("the guide has no stop token: give stop_token_ids or an EOS id")
-        self.stop_token_ids = frozenset(stops)
+        self._stop_token_ids = frozenset(stops)
         pad = getattr(tokenizer, "pad_token_id", None)
         pad = guide_eos if pad is None else pad
-        self.pad_token_id = 0 if pad is None else int(pad)  # any id works: padding is masked
-        self.vocab_limit = len(tokenizer)
+        self._pad_token_id = 0 if pad is None else int(pad)  # any id works: padding is masked
+        self._vocab_limit = len(tokenizer)
+
+    # ------------------------------------------------ settable sampling knobs (checked)
+    @property
+    def top_k(self) -> int:
+        """Top-k filter of the sampling (0 = off)."""
+        return self._sampling["top_k"]
+
+    @top_k.setter
+    def top_k(self, value: int) -> None:
+        self._sampling["top_k"] = check_int(value, "top_k", minimum=0)
+
+    @property
+    def top_p(self) -> float:
+        """Nucleus filter of the sampling, in ``(0, 1]`` (1.0 = off)."""
+        return self._sampling["top_p"]
+
+    @top_p.setter
+    def top_p(self, value: float) -> None:
+        self._sampling["top_p"] = check_real(value, "top_p", gt=0.0, le=1.0)
+
+    @property
+    def temperature(self) -> float:
+        """Sampling temperature (> 0)."""
+        return self._sampling["temperature"]
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._sampling["temperature"] = check_real(value, "temperature", gt=0.0)
+
+    @property
+    def do_sample(self) -> bool:
+        """``False`` for greedy decoding."""
+        return self._sampling["do_sample"]
+
+    @do_sample.setter
+    def do_sample(self, value: bool) -> None:
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"do_sample must be a bool, got {type(value).__name__}")
+        self._sampling["do_sample"] = bool(value)
+
+    @property
+    def sampling(self) -> Mapping[str, Any]:
+        """The sampling settings ``top_k``, ``top_p``, ``temperature``, ``do_sample`` (a
+        read-only view; assign the attributes of the same names to change them)."""
+        return MappingProxyType(self._sampling)
+
+    @property
+    def batch_size(self) -> int | None:
+        """Most states per forward batch (``None``: all at once)."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int | None) -> None:
+        self._batch_size = None if value is None else check_int(value, "batch_size", minimum=1)
+
+    # ------------------------------------- read-only: fixed by the constructor's arguments
+    @property
+    def model(self) -> Any:
+        """The guide model (read-only)."""
+        return self._model
+
+    @property
+    def seq2seq(self) -> bool:
+        """Whether the model is an encoder-decoder (read-only)."""
+        return self._seq2seq
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The guide model's tokenizer (read-only)."""
+        return self._tokenizer
+
+    @property
+    def policy_tokenizer(self) -> Tokenizer:
+        """The env's tokenizer (read-only)."""
+        return self._policy_tokenizer
+
+    @property
+    def prompt_template(self) -> str | None:
+        """The guide prompt template (read-only)."""
+        return self._prompt_template
+
+    @property
+    def use_chat_template(self) -> bool:
+        """Whether the formatted prompt is chat-wrapped (read-only)."""
+        return self._use_chat_template
+
+    @property
+    def fast(self) -> bool:
+        """Whether the guide samples policy ids directly (the fast path; read-only)."""
+        return self._fast
+
+    @property
+    def eos_token_id(self) -> int:
+        """The policy's EOS id (read-only)."""
+        return self._eos_token_id
+
+    @property
+    def stop_token_ids(self) -> frozenset[int]:
+        """Guide token ids that end a continuation (read-only)."""
+        return self._stop_token_ids
+
+    @property
+    def pad_token_id(self) -> int:
+        """The guide id used for (masked) padding (read-only)."""
+        return self._pad_token_id
+
+    @property
+    def vocab_limit(self) -> int:
+        """Ids at or beyond this (padded embedding rows) are never sampled (read-only)."""
+        return self._vocab_limit
 
     @property
     def device(self) -> torch.device:

@@ -6,12 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from textgen_env._checks import check_real
 from textgen_env.errors import GuideError
 from textgen_env.guides._util import check_request
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.state import TextState
 
 __all__ = ["MixtureGuide"]
+
+
+def _check_guide(guide: GuidePolicy, name: str) -> GuidePolicy:
+    if not callable(getattr(guide, "act", None)):
+        raise TypeError(f"{name} must be a GuidePolicy (with an act method)")
+    return guide
 
 
 class MixtureGuide:
@@ -23,21 +30,46 @@ class MixtureGuide:
     back in order. A common use is ``MixtureGuide(guide, learner, beta)`` with ``beta``
     decayed over training.
 
+    Assigning ``beta`` (to decay it, say) checks it as the constructor does; ``first`` and
+    ``second`` may be replaced by other guides (checked too).
+
     Args:
         first: The guide chosen with probability ``beta``.
         second: The guide chosen with probability ``1 - beta``.
-        beta: Mixing probability in ``[0, 1]``.
+        beta: Mixing probability in ``[0, 1]`` (a Python or NumPy number).
     """
 
     def __init__(self, first: GuidePolicy, second: GuidePolicy, beta: float) -> None:
-        for name, guide in (("first", first), ("second", second)):
-            if not callable(getattr(guide, "act", None)):
-                raise TypeError(f"{name} must be a GuidePolicy (with an act method)")
-        if not isinstance(beta, int | float) or not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta!r}")
         self.first = first
         self.second = second
-        self.beta = float(beta)
+        self.beta = beta
+
+    @property
+    def beta(self) -> float:
+        """Probability that ``first`` acts for a state, in ``[0, 1]``."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self._beta = check_real(value, "beta", ge=0.0, le=1.0)
+
+    @property
+    def first(self) -> GuidePolicy:
+        """The guide chosen with probability ``beta``."""
+        return self._first
+
+    @first.setter
+    def first(self, guide: GuidePolicy) -> None:
+        self._first = _check_guide(guide, "first")
+
+    @property
+    def second(self) -> GuidePolicy:
+        """The guide chosen with probability ``1 - beta``."""
+        return self._second
+
+    @second.setter
+    def second(self, guide: GuidePolicy) -> None:
+        self._second = _check_guide(guide, "second")
 
     def act(
         self,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from textgen_env._checks import check_int, check_real, is_int
 from textgen_env.errors import GuideError
 from textgen_env.guides._util import check_request
 from textgen_env.state import TextState
@@ -45,26 +46,53 @@ class ScriptedGuide:
     ) -> None:
         if not callable(expert):
             raise TypeError(f"expert must be callable, got {type(expert).__name__}")
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
-            raise ValueError(f"vocab_size must be an int >= 2, got {vocab_size!r}")
-        if not isinstance(epsilon, int | float) or not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
-        if not isinstance(eos_token_id, int) or not 0 <= eos_token_id < vocab_size:
-            raise ValueError(f"eos_token_id must be an id below vocab_size, got {eos_token_id!r}")
+        vocab_size = check_int(vocab_size, "vocab_size", minimum=2)
+        eos_token_id = check_int(eos_token_id, "eos_token_id", minimum=0, below=vocab_size)
         noise = np.arange(1, vocab_size) if noise_tokens is None else np.asarray(noise_tokens)
         if noise.ndim != 1 or len(noise) == 0 or not np.issubdtype(noise.dtype, np.integer):
             raise ValueError("noise_tokens must be a non-empty sequence of int token ids")
         if noise.min() < 0 or noise.max() >= vocab_size:
             raise ValueError(f"noise_tokens must lie in [0, {vocab_size})")
-        self.expert = expert
-        self.vocab_size = vocab_size
-        self.epsilon = float(epsilon)
-        self.noise_tokens = noise.astype(np.int64)
-        self.eos_token_id = eos_token_id
+        self.epsilon = epsilon  # checked by the setter, before anything else is stored
+        self._expert = expert
+        self._vocab_size = vocab_size
+        self._noise_tokens = noise.astype(np.int64)  # a copy, made read-only
+        self._noise_tokens.flags.writeable = False
+        self._eos_token_id = eos_token_id
+
+    @property
+    def epsilon(self) -> float:
+        """Probability of replacing each expert token by noise, in ``[0, 1]``; assigning it
+        (to anneal the noise, say) checks it as the constructor does."""
+        return self._epsilon
+
+    @epsilon.setter
+    def epsilon(self, value: float) -> None:
+        self._epsilon = check_real(value, "epsilon", ge=0.0, le=1.0)
+
+    @property
+    def expert(self) -> Callable[[TextState], int]:
+        """The expert (read-only)."""
+        return self._expert
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the policy vocabulary (read-only: ``noise_tokens`` were checked against it)."""
+        return self._vocab_size
+
+    @property
+    def noise_tokens(self) -> np.ndarray:
+        """Ids the noise draws from (a read-only int64 array)."""
+        return self._noise_tokens
+
+    @property
+    def eos_token_id(self) -> int:
+        """The policy's EOS id (read-only)."""
+        return self._eos_token_id
 
     def _expert_token(self, state: TextState) -> int:
         token = self.expert(state)
-        if isinstance(token, bool) or not isinstance(token, int | np.integer):
+        if not is_int(token):
             raise GuideError(f"expert returned {token!r}, not an int token id")
         if not 0 <= token < self.vocab_size:
             raise GuideError(f"expert returned token {token} outside [0, {self.vocab_size})")
