@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +22,7 @@ from textgen_env.guides import (
 )
 from textgen_env.guides import hf as hf_module
 from textgen_env.models import tiny_causal_lm, tiny_hf_tokenizer
+from textgen_env.oracles import roll_out
 from textgen_env.state import TextState
 from textgen_env.tasks.toy import (
     POSITIVE_LEXICON,
@@ -334,22 +337,167 @@ def test_text_guide_reencodes_and_appends_eos() -> None:
     assert len(seen) == 1  # nothing asked: fn not called
 
 
-def test_text_guide_times_out_after_retries() -> None:
-    calls = []
+class Service:
+    """A fake rate-limited API: call ``i`` sleeps ``delays[i]`` seconds (the last entry repeats;
+    ``None``: until :attr:`release` is set) and the most calls running at once is recorded."""
 
-    def slow(texts: list[str]) -> list[str]:
-        calls.append(1)
-        time.sleep(0.5)
-        return texts
+    def __init__(self, delays: Sequence[float | None]) -> None:
+        self.delays = list(delays)
+        self.calls = 0
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
 
+    def __call__(self, texts: list[str]) -> list[str]:
+        with self.lock:
+            delay = self.delays[min(self.calls, len(self.delays) - 1)]
+            self.calls += 1
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            if delay is None:
+                self.release.wait(5)
+            else:
+                time.sleep(delay)
+            return ["great"] * len(texts)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_text_guide_retry_waits_for_the_timed_out_call() -> None:
+    """A retry starts only once the timed-out call has ended: calls never overlap."""
     state = make_positive_vector_env(1).task.initial_state(0)
-    guide = TextGuide(slow, positive_tokenizer(), timeout_s=0.05, max_retries=2, retry_backoff_s=0)
+    service = Service([0.15, 0.0])  # the first call ends 0.05 s after its 0.1 s timeout
+    guide = TextGuide(service, positive_tokenizer(), timeout_s=0.1, retry_backoff_s=0)
+    great = positive_tokenizer().encode("great")[0]
     start = time.perf_counter()
-    with pytest.raises(GuideTimeoutError, match="did not answer") as info:
+    assert guide.act([state], [1], np.random.default_rng(0)) == [(great,)]
+    assert 0.15 <= time.perf_counter() - start < 1.0
+    assert service.calls == 2 and service.most_running == 1
+
+
+def test_text_guide_times_out_after_retries_one_call_at_a_time() -> None:
+    """Every attempt times out; each retry (and the next act) waits for the call before."""
+    state = make_positive_vector_env(1).task.initial_state(0)
+    service = Service([0.15, 0.15, 0.0])
+    guide = TextGuide(
+        service, positive_tokenizer(), timeout_s=0.1, max_retries=1, retry_backoff_s=0
+    )
+    with pytest.raises(
+        GuideTimeoutError, match=r"^TextGuide: fn did not answer within 0.1 s \(2 attempt\(s\)\)$"
+    ) as info:
         guide.act([state], [1], np.random.default_rng(0))
-    assert time.perf_counter() - start < 0.45
-    assert len(calls) == 3
     assert isinstance(info.value.__cause__, TimeoutError)
+    assert service.calls == 2 and service.running == 1  # the second call still runs
+    guide.act([state], [1], np.random.default_rng(0))  # waits for it, then calls again
+    assert service.calls == 3 and service.most_running == 1
+
+
+def test_text_guide_never_starts_a_call_while_a_hung_one_runs() -> None:
+    """A call that never ends blocks retries and later requests with GuideTimeoutError."""
+    state = make_positive_vector_env(1).task.initial_state(0)
+    service = Service([None, 0.0])
+    guide = TextGuide(
+        service, positive_tokenizer(), timeout_s=0.05, max_retries=2, retry_backoff_s=0
+    )
+    try:
+        start = time.perf_counter()
+        with pytest.raises(GuideTimeoutError) as info:
+            guide.act([state], [1], np.random.default_rng(0))
+        assert str(info.value) == (
+            "TextGuide: fn did not answer within 0.05 s and had not ended after waiting "
+            "0.05 s more; not retrying while that call runs (calls to fn never overlap)"
+        )
+        assert isinstance(info.value.__cause__, TimeoutError)
+        assert time.perf_counter() - start < 0.5
+        with pytest.raises(GuideTimeoutError) as info:
+            guide.act([state], [1], np.random.default_rng(0))
+        assert str(info.value) == (
+            "TextGuide: an earlier call of fn that timed out had not ended after waiting "
+            "0.05 s; not starting a new call while it runs (calls to fn never overlap)"
+        )
+        assert service.calls == 1
+    finally:
+        service.release.set()
+    great = positive_tokenizer().encode("great")[0]
+    assert guide.act([state], [1], np.random.default_rng(0)) == [(great,)]
+    assert service.calls == 2 and service.most_running == 1
+
+
+def test_text_guide_reply_ends_at_eos_text_stop_strings_and_special_tokens() -> None:
+    """Hosted models return their EOS or stop text: the reply ends there and the roll-out
+    finishes (it used to fail with "continues after EOS")."""
+    tok = positive_tokenizer()  # word-level: <pad>=0 <eos>=1
+    envs = make_positive_vector_env(6)
+    states = _states(envs, [0, 0, 0, 0, 0, 0])
+    replies = [
+        "great <eos>",  # ends with the EOS text
+        "great<eos> movie was bad",  # EOS text inside a word, more text after it
+        "good </s> awful",  # a configured stop string
+        "fine <pad> good",  # a special token's text: pad is never taken as an action
+        "<eos> wonderful",
+        "wonderful brilliant great moving funny good fine",  # longer than the horizon
+    ]
+    guide = TextGuide(lambda texts: replies[: len(texts)], tok, stop=["</s>"])
+    final, returns = roll_out(envs, guide, states)
+    great, good, fine = tok.encode("great good fine")
+    assert [s.generated_ids for s in final] == [
+        (great, EOS), (great, EOS), (good, EOS), (fine, EOS), (EOS,),
+        tuple(tok.encode(replies[5]))[:6],
+    ]  # fmt: skip
+    assert returns[:3].tolist() == pytest.approx([0.8 / 6, 0.8 / 6, 0.5 / 6])
+    # Asked for fewer tokens than the reply holds: no room for EOS, the episode goes on.
+    assert guide.act(states[:1], [1], np.random.default_rng(0)) == [(great,)]
+
+
+def test_text_guide_special_tokens_of_a_hugging_face_tokenizer() -> None:
+    """Control tokens end the continuation; the unknown token (text the policy cannot write)
+    raises GuideError, unless the reply holds the unknown token's own text."""
+    tok = tiny_hf_tokenizer(["the", "cat", "sat"])  # <pad>=0 <eos>=1 <unk>=2 the=3 cat=4 sat=5
+    assert sorted(tok.all_special_ids) == [0, 1, 2]
+    state = TextState("t", 0, (3, 4))
+    reply = ""
+    guide = TextGuide(lambda texts: [reply] * len(texts), tok)
+    for reply, want in [
+        ("the cat<eos>sat", (3, 4, 1)),  # cut at the EOS text before encoding
+        ("the <pad> cat", (3, 1)),
+        ("the cat <unk> sat", (3, 4, 1)),  # the literal <unk> text is a control token
+        ("sat sat sat sat sat sat", (5, 5, 5, 5)),
+    ]:
+        assert guide.act([state], [4], np.random.default_rng(0)) == [want], reply
+    reply = "the dog sat"
+    with pytest.raises(GuideError, match="encodes part of the reply 'the dog sat' as its unknown"):
+        guide.act([state], [4], np.random.default_rng(0))
+
+
+def test_text_guide_attributes_and_stop_are_checked() -> None:
+    tok = positive_tokenizer()
+    guide = TextGuide(lambda t: t, tok, stop=("</s>",))
+    assert guide.stop == ("</s>",)
+    with pytest.raises(ValueError, match=r"^timeout_s must be > 0, got 0$"):
+        guide.timeout_s = 0
+    with pytest.raises(ValueError, match=r"^timeout_s must be a finite number > 0, got inf$"):
+        guide.timeout_s = float("inf")
+    with pytest.raises(ValueError, match=r"^max_retries must be an int >= 0, got -1$"):
+        guide.max_retries = -1
+    with pytest.raises(TypeError, match=r"^max_retries must be an int, got 1.0 \(float\)$"):
+        guide.max_retries = 1.0  # type: ignore[assignment]
+    with pytest.raises(ValueError, match=r"^retry_backoff_s must be a finite number >= 0"):
+        guide.retry_backoff_s = float("nan")
+    assert (guide.timeout_s, guide.max_retries, guide.retry_backoff_s) == (30.0, 2, 0.5)
+    for name in ("fn", "policy_tokenizer", "eos_token_id", "prompt_template", "stop"):
+        with pytest.raises(AttributeError, match=f"property '{name}' .* has no setter"):
+            setattr(guide, name, None)
+    with pytest.raises(TypeError, match=r"stop must be a sequence of str \(wrap a single"):
+        TextGuide(lambda t: t, tok, stop="</s>")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"stop\[1\] must be a str, got 3 \(int\)"):
+        TextGuide(lambda t: t, tok, stop=["</s>", 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"stop\[0\] is empty"):
+        TextGuide(lambda t: t, tok, stop=[""])
+    copy = pickle.loads(pickle.dumps(TextGuide(str.split, tok, stop=["</s>"])))
+    assert copy.stop == ("</s>",) and copy.act([], [], np.random.default_rng(0)) == []
 
 
 def test_text_guide_raising_fn_and_flaky_fn() -> None:
@@ -556,6 +704,16 @@ NUMPY_GUIDES: dict[str, Callable[[Callable[[int], Any], Callable[[float], Any]],
             ),
             make_reverse_vector_env(4),
         )
+    ),
+    "TextGuide(timeout_s, max_retries, retry_backoff_s)": lambda i, x: _guide_output(
+        TextGuide(
+            lambda texts: ["great good"] * len(texts),
+            positive_tokenizer(),
+            timeout_s=x(2.0),
+            max_retries=i(1),
+            retry_backoff_s=x(0.0),
+        ),
+        make_positive_vector_env(4),
     ),
 }
 
