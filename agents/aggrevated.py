@@ -1,14 +1,23 @@
-"""AggreVaTeD (Sun et al., 2017; Chang et al., 2023, §4.2): π roll-in, guide roll-out.
+"""AggreVaTeD (Sun et al., 2017; Chang et al., 2023, §4.2): π rolls in, the guide rolls out.
 
 With probability β a sample is **rolled in by π** for k ~ U{1..L-1} tokens and **rolled out
-by the guide**: the guide's completion tells π how good its prefix was. π is updated only on
-its own roll-in tokens, with GAE advantages whose baseline is V^g, the value of letting the
-guide finish from a state: the ``GUIDE`` output of the value head
-(:mod:`agents.policy`), trained on the guide's tokens. With λ = 0 the advantage of π's token
-a_t is ``γ V^g(s_{t+1}) - V^g(s_t)``, AggreVaTeD's cost-to-go difference; the default λ
-trades that bias for the Monte Carlo return of the guide's completion. Otherwise the sample
-is a plain π episode (PPO on all its tokens, baseline V^π). The KL penalty applies to π's
-tokens only.
+by the guide**: the guide's completion tells π how good its prefix was. π is trained on its
+own roll-in tokens with GAE advantages whose baseline is V^g, the value of letting the guide
+finish from a state: the ``GUIDE`` output of the value head (:mod:`agents.policy`), trained
+on the guide's tokens. Otherwise the sample is π's own episode (PPO on all its tokens,
+baseline V^π); so is a guided sample whose roll-in π ended itself (EOS before k): the guide
+wrote nothing, so V^π is its baseline and V^π learns from it. The KL penalty applies to π's
+tokens only. Scoring and update are PPO's (:mod:`agents.ppo`).
+
+**Advantage of a roll-in token** (``guided_gae_lambda``). The paper's estimate is
+Q^g(s_t, a_t) − V^g(s_t): take a_t, then let the guide finish. GAE with λ = 0 on V^g gives
+exactly its one-step form, ``r_t + γ V^g(s_{t+1}) − V^g(s_t)``, trusting the learned V^g.
+With λ → 1 the advantage of an early roll-in token mostly reflects the tokens π wrote after
+it (and then the guide's completion): a Monte Carlo return of "π until k, then the guide",
+not Q^g. The default keeps PPO's λ = 0.95: with a value head that starts at zero, λ = 0 gives
+π's tokens almost no signal until V^g has learned, and on the toy tasks λ = 0.95 learned
+faster (``benchmarks/learning_toy.py``, rows "AggreVaTeD λ=0"). Set ``--guided-gae-lambda 0``
+for the paper's estimator.
 
 Why two value outputs: one state has a high value when the guide finishes it and a low one
 when an untrained π does. A single head trained on both would hand π's own samples a
@@ -22,11 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.config import _unit
-from agents.engine import RollIn
-from agents.ppo import Plan, PPOConfig
+from agents.config import check_unit
+from agents.engine import Actor, Plan
+from agents.policy import GUIDE
+from agents.ppo import PPOConfig
 
-__all__ = ["AggreVaTeDConfig", "plan"]
+__all__ = ["AggreVaTeDConfig", "guide_roll_out", "plan"]
 
 
 @dataclass
@@ -35,14 +45,26 @@ class AggreVaTeDConfig(PPOConfig):
 
     beta: float = 0.8
     """Probability β that a sample is rolled out by the guide (paper: 0.8)."""
-    guide_epsilon: float = 0.3
-    """Toy tasks only: ε-noise of the scripted guide (0 = optimal expert)."""
+    guided_gae_lambda: float = 0.95
+    """GAE λ of guided rows: 0 is the paper's Q^g − V^g (one step, bootstrapped on V^g);
+    near 1, a Monte Carlo return of π's remaining roll-in and the guide's completion."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _unit(self, "beta", "guide_epsilon")
+        check_unit(self, "beta", "guided_gae_lambda")
 
 
 def plan(cfg: AggreVaTeDConfig, iteration: int, rng: np.random.Generator) -> Plan:
-    """Guided samples are rolled in by π and rolled out by the guide."""
-    return Plan(roll_in_by=RollIn.LEARNER, beta=cfg.beta, value_on_guide_tokens=True)
+    """Every iteration: guide roll-out with probability β."""
+    return guide_roll_out(cfg.beta, cfg.guided_gae_lambda)
+
+
+def guide_roll_out(beta: float, guided_gae_lambda: float) -> Plan:
+    """AggreVaTeD's plan: π rolls in k tokens w.p. β, the guide rolls out; baseline V^g."""
+    return Plan(
+        roll_in=Actor.LEARNER,
+        roll_out=Actor.GUIDE,
+        beta=beta,
+        guided_baseline=GUIDE,
+        guided_gae_lambda=guided_gae_lambda,
+    )

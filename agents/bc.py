@@ -3,7 +3,9 @@
 Demonstrations are the data set's references, replayed through the env by a
 :class:`~textgen_env.guides.ReferenceGuide` (so they are tokenized and truncated exactly as
 the env would), or, for tasks without references (e.g. ``Positive-v0``), the guide's own
-roll-outs. The loss is the mean negative log-likelihood of the demonstrated tokens.
+roll-outs (``--demonstrations guide``). The demonstrator writes whole episodes (a plain
+:class:`~agents.engine.Plan`). The loss is the mean NLL of the demonstrated tokens, plus,
+when ``kl_coef > 0``, β_KL times the exact per-position KL(π ‖ π_ref) on them.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.common import logprobs_from_logits, masked_mean
-from agents.config import TrainConfig
-from agents.engine import Rollout
+from agents.config import TrainConfig, check_positive
+from agents.engine import Plan, Rollout
+from agents.losses import logprobs_from_logits
+from agents.masked import masked_mean
 from agents.policy import ActorCritic
-from agents.ppo import Plan
 
-__all__ = ["BCConfig", "plan", "update"]
+__all__ = ["BCConfig", "DemoBatch", "plan", "score", "update"]
 
 
 @dataclass
@@ -28,6 +30,8 @@ class BCConfig(TrainConfig):
 
     learning_rate: float = 1e-4
     """AdamW learning rate."""
+    kl_coef: float = 0.0
+    """β_KL of the KL(π ‖ π_ref) term on the demonstrated positions (0 = plain BC)."""
     demonstrations: str = "reference"
     """"reference": the data set's references; "guide": the task's guide's roll-outs."""
     guide_epsilon: float = 0.0
@@ -43,45 +47,101 @@ class BCConfig(TrainConfig):
             raise ValueError(
                 f"demonstrations must be 'reference' or 'guide', got {self.demonstrations!r}"
             )
-        if self.batch_size % self.minibatch_size or self.epochs < 1:
-            raise ValueError("minibatch_size must divide batch_size and epochs must be >= 1")
+        check_positive(self, "minibatch_size", "epochs")
+        if self.batch_size % self.minibatch_size:
+            raise ValueError(
+                f"minibatch_size {self.minibatch_size} must divide batch_size {self.batch_size}"
+            )
 
 
 def plan(cfg: BCConfig, iteration: int, rng: np.random.Generator) -> Plan:
-    """The demonstrator produces whole episodes (no roll-in switching)."""
+    """The demonstrator writes whole episodes (no switch)."""
     return Plan()
+
+
+@torch.no_grad()
+def score(ac: ActorCritic, rollout: Rollout, cfg: BCConfig, kl_coef: float) -> DemoBatch:
+    """The demonstrations on the policy's device, and their KL(π ‖ π_ref) when β_KL > 0."""
+    dev = next(ac.parameters()).device
+    ids, attn = rollout.input_ids.to(dev), rollout.attention_mask.to(dev)  # (B, P+G)
+    mask = rollout.gen_mask.to(dev)  # (B, G)
+    kl = None
+    if kl_coef > 0:
+        ac.eval()
+        kls = []
+        for lo in range(0, ids.shape[0], cfg.minibatch_size):
+            rows = slice(lo, lo + cfg.minibatch_size)
+            kls.append(_kl_to_reference(ac, ids[rows], attn[rows], rollout.prompt_width))
+        kl = masked_mean(torch.cat(kls), mask).item()
+    stats = {"charts/task_reward": rollout.task_rewards.mean().item(), "charts/kl_coef": kl_coef}
+    if kl is not None:
+        stats["charts/kl"] = kl
+    return DemoBatch(
+        ids, attn, rollout.prompt_width, rollout.tokens.to(dev), mask, kl_coef, kl, stats
+    )
 
 
 def update(
     ac: ActorCritic,
     optimizer: torch.optim.Optimizer,
-    rollout: Rollout,
+    batch: DemoBatch,
     cfg: BCConfig,
-    kl_ctl: object,
-    p: Plan,
     rng: np.random.Generator,
 ) -> dict[str, float]:
-    """Minimize the NLL of the demonstrated tokens (all generated tokens of the rollout)."""
+    """Minimize the NLL of the demonstrated tokens (+ β_KL · KL to π_ref)."""
     ac.train()
-    n, losses = rollout.input_ids.shape[0], []
-    dev = next(ac.parameters()).device
+    n, losses, kls = batch.input_ids.shape[0], [], []
     for _ in range(cfg.epochs):
         order = torch.from_numpy(rng.permutation(n))
         for lo in range(0, n, cfg.minibatch_size):
             idx = order[lo : lo + cfg.minibatch_size]
-            logits, _ = ac(
-                rollout.input_ids[idx].to(dev),
-                rollout.attention_mask[idx].to(dev),
-                rollout.prompt_width,
-            )  # (b, G, V)
-            logprobs = logprobs_from_logits(logits, rollout.tokens[idx].to(dev))  # (b, G)
-            loss = -masked_mean(logprobs, rollout.gen_mask[idx].to(dev))
+            ids, attn, mask = batch.input_ids[idx], batch.attention_mask[idx], batch.mask[idx]
+            logits, _ = ac(ids, attn, batch.prompt_width)  # (b, G, V)
+            logprobs = logprobs_from_logits(logits, batch.tokens[idx])  # (b, G)
+            loss = -masked_mean(logprobs, mask)
+            losses.append(loss.detach())
+            if batch.kl_coef > 0:
+                kl = masked_mean(_kl_to_reference(ac, ids, attn, batch.prompt_width, logits), mask)
+                loss = loss + batch.kl_coef * kl
+                kls.append(kl.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
             optimizer.step()
-            losses.append(loss.item())
-    return {
-        "losses/nll": float(np.mean(losses)),
-        "charts/task_reward": rollout.task_rewards.mean().item(),
-    }
+    out = {"losses/nll": torch.stack(losses).mean().item()}
+    if kls:
+        out["losses/kl"] = torch.stack(kls).mean().item()
+    return out
+
+
+@dataclass
+class DemoBatch:
+    """Demonstrations for the update (on the policy's device)."""
+
+    input_ids: torch.Tensor  # (B, P+G)
+    attention_mask: torch.Tensor  # (B, P+G)
+    prompt_width: int
+    tokens: torch.Tensor  # (B, G) demonstrated tokens
+    mask: torch.Tensor  # (B, G) bool: demonstrated positions
+    kl_coef: float
+    kl: float | None
+    """Mean KL(π ‖ π_ref) per demonstrated position before the update; None when β_KL = 0
+    (not measured: nothing uses it)."""
+    stats: dict[str, float]
+
+
+def _kl_to_reference(
+    ac: ActorCritic,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_width: int,
+    logits: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Exact ``KL(π(·|s_t) ‖ π_ref(·|s_t))`` per generated position ``(b, G)``; ``logits``
+    are π's when already computed (then the result carries their gradient)."""
+    if logits is None:
+        logits, _ = ac(input_ids, attention_mask, prompt_width)
+    ref_logits = ac.reference_logits(input_ids, attention_mask, prompt_width)  # (b, G, V)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (b, G, V)
+    ref_logp = torch.log_softmax(ref_logits.float(), dim=-1)  # (b, G, V)
+    return (logp.exp() * (logp - ref_logp)).sum(-1)  # (b, G)

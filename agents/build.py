@@ -1,6 +1,7 @@
-"""Build the pieces of a run from a config: envs, policy, tokenizer, learner and guide.
+"""Build the pieces of a run from its config: envs, policy, tokenizer, π's actor, the guide
+or demonstrator, and a trained policy from a checkpoint.
 
-The only name → object maps are the literal dicts below (toy-task guides and model sizes).
+The toy tasks' experts and model sizes are literal tables here.
 """
 
 from __future__ import annotations
@@ -12,22 +13,35 @@ import gymnasium as gym
 import torch
 
 import textgen_env  # noqa: F401  (registers ids)
+from agents.algorithms import config_from_dict
+from agents.bc import BCConfig
+from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
+from agents.learner import LearnerPolicy
 from agents.policy import ActorCritic
-from textgen_env.guides import HFGuide, ScriptedGuide
+from textgen_env.guides import ReferenceGuide, ScriptedGuide
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.models import load_causal_lm, load_seq2seq_lm, tiny_causal_lm, tiny_seq2seq_lm
+from textgen_env.tasks import default_guide
 from textgen_env.tasks.toy import positive_expert, reverse_expert, twist_expert
 from textgen_env.vector import TextGenVectorEnv
 
 __all__ = [
     "TOY_EXPERTS",
+    "RunSetupError",
     "build_envs",
+    "build_guide",
+    "build_learner",
     "build_policy",
     "is_seq2seq_model",
-    "learner_policy",
+    "load_policy",
     "scripted_guide",
 ]
+
+
+class RunSetupError(ValueError):
+    """A run cannot start with these settings (raised before any training)."""
+
 
 # Toy tasks: their optimal expert (the scripted guide adds ε-noise to it).
 TOY_EXPERTS: dict[str, Callable] = {
@@ -109,11 +123,53 @@ def build_policy(cfg: TrainConfig) -> tuple[ActorCritic, Any, TextGenVectorEnv]:
     return ac, tokenizer, envs
 
 
-def learner_policy(ac: ActorCritic, tokenizer: Any, cfg: TrainConfig) -> HFGuide:
-    """π as a :class:`~textgen_env.guides.GuidePolicy` (KV-cached sampling, same tokenizer)."""
-    return HFGuide(ac.model, tokenizer, top_k=cfg.top_k, temperature=cfg.temperature)
+def build_learner(ac: ActorCritic, tokenizer: Any, cfg: TrainConfig) -> LearnerPolicy:
+    """π as an actor in the env (KV-cached sampling, stops only at the env's EOS)."""
+    return LearnerPolicy(
+        ac.model,
+        eos_token_id=tokenizer.eos_token_id,
+        vocab_limit=len(tokenizer),
+        top_k=cfg.top_k,
+        temperature=cfg.temperature,
+    )
+
+
+def build_guide(cfg: TrainConfig, envs: TextGenVectorEnv, ac: ActorCritic) -> GuidePolicy:
+    """The task's guide: the ε-noisy scripted expert on a toy task, else the instruct LM told
+    the task in its prompt (:func:`textgen_env.tasks.default_guide`). With the default policy
+    model the guide's LM is π's frozen reference (one copy for both)."""
+    task = envs.unwrapped.task
+    if is_toy(cfg.env_id):
+        return scripted_guide(cfg.env_id, task.vocab_size, cfg.guide_epsilon)
+    if cfg.model is None and ac.reference is not None:
+        return default_guide(
+            cfg.env_id, task.tokenizer, model=ac.reference, tokenizer=task.tokenizer
+        )
+    return default_guide(cfg.env_id, task.tokenizer)
+
+
+def build_demonstrator(cfg: BCConfig, envs: TextGenVectorEnv, ac: ActorCritic) -> GuidePolicy:
+    """BC's demonstrator: the references replayed (checked to exist), or the task's guide."""
+    if cfg.demonstrations == "guide":
+        return build_guide(cfg, envs, ac)
+    task = envs.unwrapped.task
+    if not all(p.references for p in task.prompts):
+        raise RunSetupError(
+            f"{cfg.env_id} has no reference texts to clone; use --demonstrations guide "
+            "(the task's guide writes the demonstrations)"
+        )
+    return ReferenceGuide(task.tokenizer)
 
 
 def scripted_guide(env_id: str, vocab_size: int, epsilon: float) -> GuidePolicy:
     """The toy task's ε-noisy expert."""
     return ScriptedGuide(TOY_EXPERTS[env_id], vocab_size=vocab_size, epsilon=epsilon)
+
+
+def load_policy(path: str) -> tuple[ActorCritic, Any, dict]:
+    """Rebuild a checkpoint's policy (and tokenizer) for evaluation; returns its config too."""
+    policy_state, _, config = load_checkpoint(path)
+    cfg = config_from_dict(config)
+    ac, tokenizer, _ = build_policy(cfg)
+    ac.load_policy_state(policy_state)
+    return ac.eval(), tokenizer, config

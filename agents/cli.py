@@ -1,37 +1,22 @@
-"""Command-line plumbing: algorithm table, presets, and config ⇄ argparse.
+"""Command-line plumbing of ``agents.train``: presets, and config ⇄ command line via tyro.
 
-The literal dicts here are the project's only name → object maps.
+``--algo`` picks the config class from :data:`agents.algorithms.ALGORITHMS`; ``--preset``
+sets several fields at once; every config field is a flag whose ``--help`` text is the
+field's docstring (tyro reads them). Precedence: defaults < preset < explicit flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
-import typing
 from typing import Any
 
-from agents import aggrevated, bc, d2lols, lols, ppo, ppo_pp
-from agents.config import TrainConfig, field_docs
+import tyro
 
-__all__ = [
-    "ALGOS",
-    "PRESETS",
-    "add_config_arguments",
-    "config_from_args",
-    "config_from_dict",
-    "preset_values",
-]
+from agents.algorithms import ALGORITHMS
+from agents.config import TrainConfig
 
-# --algo name -> (config class, plan, update)
-ALGOS: dict[str, tuple[type[TrainConfig], Any, Any]] = {
-    "bc": (bc.BCConfig, bc.plan, bc.update),
-    "ppo": (ppo.PPOConfig, ppo.plan, ppo.update),
-    "ppo_pp": (ppo_pp.PPOPPConfig, ppo_pp.plan, ppo.update),
-    "aggrevated": (aggrevated.AggreVaTeDConfig, aggrevated.plan, ppo.update),
-    "lols": (lols.LOLSConfig, lols.plan, ppo.update),
-    "d2lols": (d2lols.D2LOLSConfig, d2lols.plan, ppo.update),
-}
+__all__ = ["PRESETS", "RUN_FLAGS", "parse_train_args", "preset_values"]
 
 # --preset name -> {"all" or an algo name: overrides}; fields a config lacks are ignored.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -52,6 +37,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }  # fmt: skip
 
+RUN_FLAGS = """\
+run flags (before the config flags):
+  --algo {%s}  algorithm to run (required)
+  --preset {%s}  a set of defaults; explicit flags win
+  --init-from PATH  checkpoint or run dir whose policy starts training and becomes π_ref (BC+X)
+  --resume  continue the run in --output-dir from its latest checkpoint"""
+
 
 def preset_values(preset: str | None, algo: str) -> dict[str, Any]:
     """The overrides preset ``preset`` makes for ``algo``'s config."""
@@ -59,52 +51,44 @@ def preset_values(preset: str | None, algo: str) -> dict[str, Any]:
         return {}
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    names = {f.name for f in dataclasses.fields(ALGOS[algo][0])}
+    names = {f.name for f in dataclasses.fields(ALGORITHMS[algo].config)}
     values = PRESETS[preset].get("all", {}) | PRESETS[preset].get(algo, {})
     return {k: v for k, v in values.items() if k in names}
 
 
-def _base_type(tp: Any) -> Any:
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0]
-    return tp
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type[TrainConfig]) -> None:
-    """One ``--flag`` per config field, documented by the field's docstring."""
-    docs = field_docs(cls)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = _base_type(hints[f.name])
-        conv = _parse_bool if tp is bool else tp
-        flag = "--" + f.name.replace("_", "-")
-        if any(flag in a.option_strings for a in parser._actions):
-            continue
-        parser.add_argument(
-            flag, type=conv, default=None, help=f"{docs.get(f.name, '')} (default: {f.default!r})"
+def parse_train_args(
+    argv: list[str], description: str
+) -> tuple[str, TrainConfig, argparse.Namespace]:
+    """``(algo, config, run flags)`` from the command line; exits 2 with one clear line on
+    a bad flag or value, 0 after ``--help``."""
+    run_flags = argparse.ArgumentParser(
+        prog="python -m agents.train", description=description, add_help=False
+    )
+    run_flags.add_argument("--algo", choices=sorted(ALGORITHMS))
+    run_flags.add_argument("--preset", choices=sorted(PRESETS))
+    run_flags.add_argument("--init-from")
+    run_flags.add_argument("--resume", action="store_true")
+    args, rest = run_flags.parse_known_args(argv)
+    wants_help = "-h" in rest or "--help" in rest
+    if args.algo is None:
+        if wants_help:
+            print(description + "\n" + _run_flags_text())
+            raise SystemExit(0)
+        run_flags.error("the following arguments are required: --algo")
+    cls = ALGORITHMS[args.algo].config
+    try:
+        default = cls(**preset_values(args.preset, args.algo))
+        cfg = tyro.cli(
+            cls,
+            args=rest,
+            default=default,
+            prog=f"python -m agents.train --algo {args.algo}",
+            description=f"{description}\n\n{_run_flags_text()}",
         )
+    except (TypeError, ValueError) as err:  # a value __post_init__ rejects
+        run_flags.error(str(err))
+    return args.algo, cfg, args
 
 
-def config_from_args(algo: str, args: argparse.Namespace, preset: str | None) -> TrainConfig:
-    """``algo``'s config: defaults < preset < explicit flags."""
-    cls = ALGOS[algo][0]
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = preset_values(preset, algo)
-    values |= {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return cls(**values)
-
-
-def config_from_dict(config: dict[str, Any]) -> TrainConfig:
-    """Rebuild a run's config from a checkpoint's ``config.json``."""
-    cls = ALGOS[config["algo"]][0]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in config.items() if k in names})
+def _run_flags_text() -> str:
+    return RUN_FLAGS % ("|".join(sorted(ALGORITHMS)), "|".join(sorted(PRESETS)))

@@ -1,54 +1,33 @@
-"""Config dataclasses shared by the algorithms, and field docstrings for ``--help``.
+"""``TrainConfig``: the settings every algorithm shares, and the checks of its values.
 
-Each algorithm module defines its config as a dataclass whose fields carry a docstring (the
-string literal right below the field). :func:`field_docs` reads them from the source, so the
-CLI's ``--help`` is the documentation. Values are validated in ``__post_init__``; derived
-values (e.g. the number of minibatches) are properties, not fields.
+Each algorithm's config is a dataclass deriving from it (:class:`agents.ppo.PPOConfig`,
+:class:`agents.bc.BCConfig`, ...). A field's docstring (the string right below it) is its
+documentation and becomes its ``--help`` text (the CLI reads it with ``tyro``). Values are
+checked in ``__post_init__``; derived values (e.g. the number of minibatches) are
+properties, not fields.
 """
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import inspect
-import itertools
-import textwrap
 from dataclasses import dataclass
+from numbers import Real
 
-__all__ = ["TrainConfig", "field_docs"]
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Docstrings of a dataclass's fields (including inherited ones)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass) or klass is object:
-            continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, nxt in itertools.pairwise(body):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
+__all__ = ["TrainConfig", "check_positive", "check_unit"]
 
 
-def _positive(obj: object, *names: str) -> None:
+def check_positive(obj: object, *names: str) -> None:
+    """Raise ValueError unless every field ``names`` of ``obj`` is a number > 0."""
     for name in names:
         value = getattr(obj, name)
-        if isinstance(value, bool) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-def _unit(obj: object, *names: str) -> None:
+def check_unit(obj: object, *names: str) -> None:
+    """Raise ValueError unless every field ``names`` of ``obj`` is a number in [0, 1]."""
     for name in names:
         value = getattr(obj, name)
-        if not 0.0 <= value <= 1.0:
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
@@ -79,6 +58,15 @@ class TrainConfig:
     """Top-k sampling of the policy (0 = full softmax)."""
     temperature: float = 1.0
     """Sampling temperature of the policy."""
+    kl_coef: float = 0.05
+    """Initial KL-penalty coefficient β_KL (penalty −β_KL·(log π − log π_ref) per π token)."""
+    adaptive_kl_target: float = 0.0
+    """Target KL per π token (nats) of the adaptive β_KL controller (Ziegler et al., 2019);
+    0 keeps β_KL fixed."""
+    kl_horizon: int = 10_000
+    """Horizon (episodes) of the adaptive KL controller."""
+    guide_epsilon: float = 0.3
+    """Toy tasks only: ε-noise of the scripted guide (0 = optimal expert)."""
     lora_rank: int = 0
     """LoRA rank (peft); 0 trains all weights. With LoRA the reference is the adapter-disabled
     base model (no extra copy)."""
@@ -88,15 +76,23 @@ class TrainConfig:
     """Where checkpoints and TensorBoard logs go; default runs/<algo>-<env>-s<seed>."""
     checkpoint_every: int = 10
     """Write a checkpoint every this many iterations (and at the end)."""
+    log_samples_every: int = 10
+    """Log a table of sample completions (prompt, who wrote which part, reward) to
+    TensorBoard every this many iterations (0 = never)."""
     device: str = "cpu"
     """Torch device for the policy ("cpu", "cuda", ...)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.total_iterations, bool) or self.total_iterations < 0:
             raise ValueError(f"total_iterations must be >= 0, got {self.total_iterations!r}")
-        _positive(self, "batch_size", "learning_rate", "max_grad_norm")
-        _positive(self, "temperature", "checkpoint_every")
-        if self.top_k < 0 or self.lora_rank < 0:
-            raise ValueError("top_k and lora_rank must be >= 0")
+        check_positive(self, "batch_size", "learning_rate", "max_grad_norm")
+        check_positive(self, "temperature", "checkpoint_every", "kl_horizon")
+        check_unit(self, "guide_epsilon")
+        if self.top_k < 0 or self.lora_rank < 0 or self.log_samples_every < 0:
+            raise ValueError("top_k, lora_rank and log_samples_every must be >= 0")
+        if self.kl_coef < 0 or self.adaptive_kl_target < 0:
+            raise ValueError("kl_coef and adaptive_kl_target must be >= 0")
+        if self.adaptive_kl_target > 0 and self.kl_coef == 0:
+            raise ValueError("the adaptive KL controller needs kl_coef > 0 to start from")
         if not self.env_id.startswith("textgen_env/"):
             raise ValueError(f"env_id must be a textgen_env/ id, got {self.env_id!r}")

@@ -2,7 +2,8 @@
 
 Early on the guide's roll-outs teach π which prefixes are good (AggreVaTeD); once π is
 competent, guide roll-ins keep it exploring from good states (PPO++). τ = 20 iterations is
-the paper's IMDB setting.
+the paper's IMDB setting. The two phases are the plans of :mod:`agents.aggrevated` and
+:mod:`agents.ppo_pp`; scoring and update are PPO's.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents import aggrevated, ppo_pp
-from agents.config import _unit
-from agents.ppo import Plan, PPOConfig
+from agents.aggrevated import guide_roll_out
+from agents.config import check_unit
+from agents.engine import Plan
+from agents.ppo import PPOConfig
+from agents.ppo_pp import guide_roll_in
 
 __all__ = ["D2LOLSConfig", "plan"]
 
@@ -28,20 +31,18 @@ class D2LOLSConfig(PPOConfig):
     """β of the PPO++ phase (guide roll-in probability)."""
     aggrevated_beta: float = 0.8
     """β of the AggreVaTeD phase (guide roll-out probability)."""
-    guide_epsilon: float = 0.3
-    """Toy tasks only: ε-noise of the scripted guide (0 = optimal expert)."""
+    aggrevated_gae_lambda: float = 0.95
+    """GAE λ of the AggreVaTeD phase's guided rows (see agents.aggrevated)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.tau < 0:
             raise ValueError(f"tau must be >= 0 iterations, got {self.tau}")
-        _unit(self, "ppo_pp_beta", "aggrevated_beta", "guide_epsilon")
+        check_unit(self, "ppo_pp_beta", "aggrevated_beta", "aggrevated_gae_lambda")
 
 
 def plan(cfg: D2LOLSConfig, iteration: int, rng: np.random.Generator) -> Plan:
     """AggreVaTeD while ``iteration < τ``, PPO++ afterwards."""
     if iteration < cfg.tau:
-        return aggrevated.plan(
-            aggrevated.AggreVaTeDConfig(beta=cfg.aggrevated_beta), iteration, rng
-        )
-    return ppo_pp.plan(ppo_pp.PPOPPConfig(beta=cfg.ppo_pp_beta), iteration, rng)
+        return guide_roll_out(cfg.aggrevated_beta, cfg.aggrevated_gae_lambda)
+    return guide_roll_in(cfg.ppo_pp_beta)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 import textgen_env  # noqa: F401  (registers ids)
-from agents.build import scripted_guide
-from agents.cli import ALGOS, preset_values
+from agents.algorithms import ALGORITHMS
+from agents.cli import preset_values
 from agents.evaluate import evaluate
 from agents.trainer import run
 from textgen_env.guides import ScriptedGuide
@@ -88,11 +88,11 @@ def main_job(iterations: int = 50) -> None:
     env_id = "textgen_env/Twist-v0"
     print(f"\n== main job: D2LOLS on {env_id} (tiny LM, ε=0.3 scripted guide) ==")
     print("   words after the pivot 'but quite' score 4x; plain praise is a local optimum")
-    cls, plan_fn, update_fn = ALGOS["d2lols"]
     values = preset_values("cpu-small", "d2lols") | {"total_iterations": iterations}
-    cfg = cls(**values, env_id=env_id, output_dir="runs/demo-d2lols-Twist-v0")
-    guide = lambda envs, ac=None: scripted_guide(env_id, envs.unwrapped.task.vocab_size, 0.3)
-    out = run(cfg, plan_fn, update_fn, algo="d2lols", guide=guide)
+    cfg = ALGORITHMS["d2lols"].config(
+        **values, env_id=env_id, guide_epsilon=0.3, output_dir="runs/demo-d2lols-Twist-v0"
+    )
+    out = run(cfg, "d2lols")  # the task's guide: the ε-noisy scripted expert
     result = evaluate(str(out), split="test", batch_size=48)
 
     envs = gym.make_vec(env_id, num_envs=48, vectorization_mode="vector_entry_point", split="test")

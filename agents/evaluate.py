@@ -21,9 +21,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.build import is_toy, learner_policy
-from agents.cli import config_from_dict
-from agents.trainer import load_policy
+from agents.algorithms import config_from_dict
+from agents.build import build_learner, is_toy, load_policy
 from textgen_env.metrics import compute_metrics
 from textgen_env.oracles import roll_out
 
@@ -72,7 +71,7 @@ def evaluate(
     n = task.num_prompts if num_samples is None else min(num_samples, task.num_prompts)
     if n < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    learner = learner_policy(ac, tokenizer, cfg)
+    learner = build_learner(ac, tokenizer, cfg)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     envs.reset(seed=seed)

@@ -2,8 +2,8 @@
 AggreVaTeD.
 
 The coin is drawn once per iteration from the run's seeded generator, so a run (and its
-resume) is reproducible. Both branches reuse the plans of :mod:`agents.ppo_pp` and
-:mod:`agents.aggrevated`; there is no inheritance between the algorithms.
+resume) is reproducible. The two branches are the plans of :mod:`agents.ppo_pp` and
+:mod:`agents.aggrevated`; scoring and update are PPO's. No inheritance between algorithms.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents import aggrevated, ppo_pp
-from agents.config import _unit
-from agents.ppo import Plan, PPOConfig
+from agents.aggrevated import guide_roll_out
+from agents.config import check_unit
+from agents.engine import Plan
+from agents.ppo import PPOConfig
+from agents.ppo_pp import guide_roll_in
 
 __all__ = ["LOLSConfig", "plan"]
 
@@ -29,16 +31,16 @@ class LOLSConfig(PPOConfig):
     """β of the PPO++ iterations (guide roll-in probability)."""
     aggrevated_beta: float = 0.8
     """β of the AggreVaTeD iterations (guide roll-out probability)."""
-    guide_epsilon: float = 0.3
-    """Toy tasks only: ε-noise of the scripted guide (0 = optimal expert)."""
+    aggrevated_gae_lambda: float = 0.95
+    """GAE λ of the AggreVaTeD iterations' guided rows (see agents.aggrevated)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _unit(self, "tau", "ppo_pp_beta", "aggrevated_beta", "guide_epsilon")
+        check_unit(self, "tau", "ppo_pp_beta", "aggrevated_beta", "aggrevated_gae_lambda")
 
 
 def plan(cfg: LOLSConfig, iteration: int, rng: np.random.Generator) -> Plan:
     """PPO++ with probability τ, else AggreVaTeD (one coin per iteration)."""
     if rng.random() < cfg.tau:
-        return ppo_pp.plan(ppo_pp.PPOPPConfig(beta=cfg.ppo_pp_beta), iteration, rng)
-    return aggrevated.plan(aggrevated.AggreVaTeDConfig(beta=cfg.aggrevated_beta), iteration, rng)
+        return guide_roll_in(cfg.ppo_pp_beta)
+    return guide_roll_out(cfg.aggrevated_beta, cfg.aggrevated_gae_lambda)

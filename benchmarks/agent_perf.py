@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 import textgen_env
-from agents.cli import ALGOS, preset_values
-from agents.train import guide_for
+from agents.algorithms import ALGORITHMS
+from agents.cli import preset_values
 from agents.trainer import run
 from textgen_env import Prompt, TextGenVectorEnv
 from textgen_env.guides import HFGuide
@@ -105,7 +105,7 @@ def iteration_costs(
     """Median seconds per iteration (collect + update; warm-up iteration dropped)."""
     out: dict[str, list[float]] = {}
     for algo in ("ppo", "ppo_pp", "aggrevated"):
-        cls, plan_fn, update_fn = ALGOS[algo]
+        cls = ALGORITHMS[algo].config
         values = preset_values("cpu-small", algo) | {
             "batch_size": batch, "minibatch_size": max(batch // 4, 1), "env_id": env_id,
             "total_iterations": iterations, "checkpoint_every": 1000, "model": model,
@@ -117,8 +117,7 @@ def iteration_costs(
             out_dir = Path(f"/tmp/agent_perf/{env_id[12:]}-{algo}-{r}")
             shutil.rmtree(out_dir, ignore_errors=True)  # stale TensorBoard events would mix in
             cfg = cls(**values | {"seed": r, "output_dir": str(out_dir)})
-            guide = guide_for(cfg)
-            out_dir = run(cfg, plan_fn, update_fn, algo=algo, guide=guide)
+            out_dir = run(cfg, algo)  # the task's default guide
             times += _iteration_seconds(out_dir)[1:]
         out[algo] = times
     ppo = statistics.median(out["ppo"])
@@ -131,12 +130,12 @@ def iteration_costs(
 
 def models_in_memory() -> dict:
     """LM parameter sets held by a guided IMDB run with the defaults (SmolLM2, VADER)."""
-    from agents.build import build_policy
+    from agents.build import build_guide, build_policy
     from agents.ppo_pp import PPOPPConfig
 
     cfg = PPOPPConfig(env_id="textgen_env/IMDB-v0", batch_size=4, minibatch_size=2)
     ac, _, envs = build_policy(cfg)
-    guide = guide_for(cfg)(envs, ac)
+    guide = build_guide(cfg, envs, ac)
     lms = {"policy": ac.model, "reference": ac.reference, "guide": guide.model}
     distinct = {id(m) for m in lms.values()}
     storage = {p.data_ptr() for m in lms.values() for p in m.parameters()}

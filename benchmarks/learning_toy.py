@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 import textgen_env  # noqa: F401  (registers ids)
+from agents.algorithms import ALGORITHMS
 from agents.build import scripted_guide
-from agents.cli import ALGOS, PRESETS, preset_values
+from agents.cli import PRESETS, preset_values
 from agents.evaluate import evaluate
 from agents.trainer import run
 from textgen_env.oracles import roll_out
@@ -39,9 +40,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "ppo_pp": ("ppo_pp", {}),
     "ppo_pp β=0.6": ("ppo_pp", {"beta": 0.6}),
     "aggrevated": ("aggrevated", {}),
+    "aggrevated λ=0": ("aggrevated", {"guided_gae_lambda": 0.0}),
     "lols": ("lols", {}),
     "lols β=0.6": ("lols", {"ppo_pp_beta": 0.6}),
     "d2lols": ("d2lols", {}),
+    "d2lols λ=0": ("d2lols", {"aggrevated_gae_lambda": 0.0}),
 }
 OUT = Path(__file__).parent / "results"
 
@@ -61,15 +64,13 @@ def baseline(env_id: str, policy_for, seed: int = 0) -> float:
 
 def bc_warm_start(env_id: str, seed: int, iterations: int, epsilon: float, root: Path) -> str:
     """BC on the ε-scripted guide's own roll-outs: the "BC" of BC+X (no optimal data)."""
-    cls, plan_fn, update_fn = ALGOS["bc"]
     values = preset_values("cpu-small", "bc") | {
         "env_id": env_id, "seed": seed, "total_iterations": iterations,
         "demonstrations": "guide", "guide_epsilon": epsilon, "epochs": 4,
         "output_dir": str(root / f"bc-s{seed}"),
     }  # fmt: skip
-    cfg = cls(**values)
-    demo = lambda envs, ac=None: scripted_guide(env_id, envs.unwrapped.task.vocab_size, epsilon)
-    return str(run(cfg, plan_fn, update_fn, algo="bc", demonstrator=demo))
+    cfg = ALGORITHMS["bc"].config(**values)
+    return str(run(cfg, "bc"))  # demonstrator: the ε-noisy scripted guide
 
 
 def train_and_track(
@@ -77,7 +78,7 @@ def train_and_track(
     init_from: str | None = None,
 ):  # fmt: skip
     algo, overrides = VARIANTS[variant]
-    cls, plan_fn, update_fn = ALGOS[algo]
+    cls = ALGORITHMS[algo].config
     values = preset_values("cpu-small", algo) | overrides
     out = root / f"{variant.replace(' ', '_')}-s{seed}"
     shutil.rmtree(out, ignore_errors=True)  # a stale run's checkpoints would be resumed
@@ -85,12 +86,8 @@ def train_and_track(
     for done in range(every, iterations + 1, every):
         cfg = cls(**{**values, "env_id": env_id, "seed": seed, "total_iterations": done,
                      "checkpoint_every": every, "output_dir": str(out)})  # fmt: skip
-        eps = getattr(cfg, "guide_epsilon", 0.0)
-        guide = lambda envs, ac=None, e=eps: scripted_guide(
-            env_id, envs.unwrapped.task.vocab_size, e
-        )
-        run(cfg, plan_fn, update_fn, algo=algo, guide=guide, resume=done > every,
-            init_from=init_from if done == every else None)  # fmt: skip
+        # the task's guide: the scripted expert with cfg.guide_epsilon (default 0.3)
+        run(cfg, algo, resume=done > every, init_from=init_from if done == every else None)
         result = evaluate(str(out), split="test", batch_size=48, seed=seed)
         curve.append((done * cfg.batch_size, result["metrics"]["task_reward"]))
     return curve

@@ -13,15 +13,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import lols, ppo, ppo_pp
-from agents.build import build_policy, scripted_guide
+from agents import lols, ppo_pp
+from agents.algorithms import ALGORITHMS
+from agents.build import build_policy, load_policy
 from agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from agents.config import TrainConfig
-from agents.trainer import load_policy, run
-
-
-def guide(envs: Any, ac: Any = None) -> Any:
-    return scripted_guide("textgen_env/Reverse-v0", envs.unwrapped.task.vocab_size, 0.3)
+from agents.trainer import run
 
 
 def ppo_pp_config(out: Path, **kw: Any) -> ppo_pp.PPOPPConfig:
@@ -33,7 +30,7 @@ def ppo_pp_config(out: Path, **kw: Any) -> ppo_pp.PPOPPConfig:
 
 
 def run_ppo_pp(cfg: TrainConfig, **kw: Any) -> Path:
-    return run(cfg, ppo_pp.plan, ppo.update, algo="ppo_pp", guide=guide, **kw)
+    return run(cfg, "ppo_pp", **kw)  # the task's guide: the ε = 0.3 scripted expert
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -71,11 +68,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     base = lols.LOLSConfig(
         total_iterations=4, checkpoint_every=2, batch_size=4, minibatch_size=2, update_epochs=2,
         learning_rate=1e-3, top_k=0, tau=0.5, ppo_pp_beta=0.5, aggrevated_beta=0.5,
-        target_kl=0.5, kl_coef=0.1, kl_horizon=8, seed=1,
+        adaptive_kl_target=0.5, kl_coef=0.1, kl_horizon=8, seed=1,
     )  # fmt: skip
 
     def go(cfg: lols.LOLSConfig, resume: bool = False) -> Path:
-        return run(cfg, lols.plan, ppo.update, algo="lols", guide=guide, resume=resume)
+        return run(cfg, "lols", resume=resume)
 
     straight = go(dataclasses.replace(base, output_dir=str(tmp_path / "straight")))
     parted = tmp_path / "parted"
@@ -88,7 +85,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     go(dataclasses.replace(base, output_dir=str(parted)), resume=True)
     assert latest_checkpoint(parted).name == "iter-000004"
     assert same_weights(weights(straight), weights(parted))
-    for tag in ("charts/task_reward", "charts/roll_in", "charts/kl_coef", "losses/policy"):
+    for tag in ("charts/task_reward", "charts/guide_rolls_in", "charts/kl_coef", "losses/policy"):
         assert scalar_series(straight, tag) == scalar_series(parted, tag), tag
     assert [s for s, _ in scalar_series(parted, "charts/task_reward")] == [0, 1, 2, 3]
     # the adaptive KL coefficient moved and was carried over
@@ -187,25 +184,34 @@ def no_update(*args: Any) -> dict[str, float]:
     return {}
 
 
-def test_init_from_loads_weights(tmp_path: Path) -> None:
+def patch_update(monkeypatch: pytest.MonkeyPatch, update: Any) -> None:
+    """Make PPO++ runs use ``update`` instead of PPO's."""
+    spec = dataclasses.replace(ALGORITHMS["ppo_pp"], update=update)
+    monkeypatch.setitem(ALGORITHMS, "ppo_pp", spec)
+
+
+def test_init_from_loads_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     donor = run_ppo_pp(ppo_pp_config(tmp_path / "donor", seed=5))
+    patch_update(monkeypatch, no_update)
     fresh_cfg = ppo_pp_config(tmp_path / "fresh", total_iterations=1)
-    fresh = run(fresh_cfg, ppo_pp.plan, no_update, algo="x", guide=guide)
+    fresh = run(fresh_cfg, "ppo_pp")
     init, _, _ = build_policy(fresh_cfg)
     assert same_weights(weights(fresh), init.state_dict())  # no update: still the init
     assert not same_weights(weights(fresh), weights(donor))
     cfg = ppo_pp_config(tmp_path / "warm", total_iterations=1)
-    warm = run(cfg, ppo_pp.plan, no_update, algo="x", guide=guide, init_from=str(donor))
+    warm = run(cfg, "ppo_pp", init_from=str(donor))
     assert same_weights(weights(warm), weights(donor))
     assert load_checkpoint(warm)[2]["init_from"] == str(donor)
     # a checkpoint directory works as well as a run directory
     ckpt = latest_checkpoint(donor)
     cfg = ppo_pp_config(tmp_path / "warm2", total_iterations=1)
-    warm2 = run(cfg, ppo_pp.plan, no_update, algo="x", guide=guide, init_from=str(ckpt))
+    warm2 = run(cfg, "ppo_pp", init_from=str(ckpt))
     assert same_weights(weights(warm2), weights(donor))
 
 
-def test_init_from_also_sets_the_kl_reference(tmp_path: Path) -> None:
+def test_init_from_also_sets_the_kl_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     donor = run_ppo_pp(ppo_pp_config(tmp_path / "donor", seed=5))
     seen: dict[str, bool] = {}
 
@@ -214,8 +220,9 @@ def test_init_from_also_sets_the_kl_reference(tmp_path: Path) -> None:
         seen["same"] = all(torch.equal(p, ref[n]) for n, p in ac.model.named_parameters())
         return {}
 
+    patch_update(monkeypatch, spy)
     cfg = ppo_pp_config(tmp_path / "warm", total_iterations=1)
-    run(cfg, ppo_pp.plan, spy, algo="x", guide=guide, init_from=str(donor))
+    run(cfg, "ppo_pp", init_from=str(donor))
     assert seen["same"]
 
 
@@ -223,7 +230,7 @@ def test_init_from_also_sets_the_kl_reference(tmp_path: Path) -> None:
 
 CHARTS = (
     "charts/task_reward", "charts/return", "charts/kl", "charts/kl_coef",
-    "charts/guided_share", "charts/mean_k",
+    "charts/guided_share", "charts/mean_switch_point",
 )  # fmt: skip
 
 TIMES = ("time/generation", "time/reward", "time/update", "time/tokens_per_s")
@@ -238,15 +245,19 @@ def test_tensorboard_scalars_and_config(tmp_path: Path) -> None:
     assert set(CHARTS) | set(TIMES) | set(LOSSES) <= tags
     values = {t: [e.value for e in acc.Scalars(t)] for t in tags}
     steps = {t: [e.step for e in acc.Scalars(t)] for t in tags}
-    # charts/ and time/ every iteration; losses/ whenever π wrote tokens to train on (with
-    # β = 1 a guide that ends the episode during its roll-in can leave π nothing to learn from)
+    # charts/, time/ and the losses every iteration (a guide roll-in that ends the episode
+    # gets a shorter k, so π always writes tokens to train on)
+    # (explained variance and π's own rows' reward only when defined / present)
+    sometimes = ("explained_variance", "task_reward_unguided")
     assert {
-        t: s for t, s in steps.items() if t.startswith(("charts/", "time/")) and s != [0, 1]
+        t: s for t, s in steps.items() if not any(x in t for x in sometimes) and s != [0, 1]
     } == {}
-    assert all(steps[t] and set(steps[t]) <= {0, 1} for t in LOSSES)
     assert all(math.isfinite(v) for vs in values.values() for v in vs)
-    assert values["charts/guided_share"] == [1.0, 1.0]  # β = 1: every sample guided
-    assert all(1.0 <= k <= 7.0 for k in values["charts/mean_k"])
+    # β = 1: every sample guided, except where the guide's roll-in was only EOS (resampled)
+    shares, resampled_rows = values["charts/guided_share"], values["charts/roll_in_resampled"]
+    for share, resampled in zip(shares, resampled_rows, strict=True):
+        assert 1.0 - share <= resampled / cfg.batch_size
+    assert all(1.0 <= k <= 7.0 for k in values["charts/mean_switch_point"])
     assert values["charts/kl_coef"] == pytest.approx([0.03, 0.03])  # fixed controller
     assert all(0.0 <= r <= 1.0 for r in values["charts/task_reward"])
     assert all(v >= 0 for t in TIMES for v in values[t])
@@ -267,11 +278,14 @@ def test_default_output_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert np.isfinite(scalar_series(tmp_path / out, "charts/task_reward")[0][1])
 
 
-def test_resume_of_a_bc_plus_x_run_keeps_the_loaded_reference(tmp_path: Path) -> None:
+def test_resume_of_a_bc_plus_x_run_keeps_the_loaded_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--resume without --init-from restores the KL reference of a BC+X run."""
     donor = run_ppo_pp(ppo_pp_config(tmp_path / "donor", seed=5))
+    patch_update(monkeypatch, no_update)
     cfg = ppo_pp_config(tmp_path / "warm", total_iterations=1, checkpoint_every=1)
-    run(cfg, ppo_pp.plan, no_update, algo="x", guide=guide, init_from=str(donor))
+    run(cfg, "ppo_pp", init_from=str(donor))
     seen: dict[str, bool] = {}
 
     def spy(ac: Any, *args: Any) -> dict[str, float]:
@@ -282,6 +296,7 @@ def test_resume_of_a_bc_plus_x_run_keeps_the_loaded_reference(tmp_path: Path) ->
         )
         return {}
 
+    patch_update(monkeypatch, spy)
     cfg = ppo_pp_config(tmp_path / "warm", total_iterations=2, checkpoint_every=1)
-    run(cfg, ppo_pp.plan, spy, algo="x", guide=guide, resume=True)
+    run(cfg, "ppo_pp", resume=True)
     assert seen["ref_is_donor"]

@@ -10,13 +10,12 @@ import pytest
 import torch
 
 from agents import ppo
-from agents.build import build_policy, build_tokenizer_and_model, learner_policy
+from agents.build import build_learner, build_policy, build_tokenizer_and_model, load_policy
 from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.common import FixedKLController
-from agents.engine import RollIn, Rollout, collect
+from agents.engine import Plan, Rollout, collect
 from agents.policy import ActorCritic
 from agents.ppo import PPOConfig
-from agents.trainer import load_policy, run
+from agents.trainer import run
 
 pytest.importorskip("peft")
 
@@ -43,15 +42,9 @@ def _rollout(ac: ActorCritic, tokenizer: object, envs: object, cfg: PPOConfig) -
     (an untrained policy often scores 0 on every episode, which leaves PPO nothing to do)."""
     envs.reset(seed=0)  # type: ignore[attr-defined]
     ac.eval()
-    rollout = collect(
-        envs,  # type: ignore[arg-type]
-        learner_policy(ac, tokenizer, cfg),
-        None,
-        roll_in_by=RollIn.NONE,
-        beta=0.0,
-        rng=np.random.default_rng(0),
-    )
-    rollout.task_rewards = torch.linspace(-1.0, 1.0, len(rollout.states))
+    learner = build_learner(ac, tokenizer, cfg)
+    rollout = collect(envs, learner, None, Plan(), np.random.default_rng(0))  # type: ignore[arg-type]
+    rollout.task_rewards = torch.linspace(-1.0, 1.0, rollout.input_ids.shape[0])
     return rollout
 
 
@@ -88,9 +81,8 @@ def test_lora_trains_adapters_only_against_the_adapter_disabled_base(seq2seq: bo
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     rng = np.random.default_rng(0)
     for _ in range(2):
-        stats = ppo.update(
-            ac, optimizer, rollout, cfg, FixedKLController(cfg.kl_coef), ppo.plan(cfg, 0, rng), rng
-        )
+        batch = ppo.score(ac, rollout, cfg, cfg.kl_coef)
+        stats = ppo.update(ac, optimizer, batch, cfg, rng)
         assert np.isfinite(list(stats.values())).all()
     ac.eval()
     with torch.no_grad():
@@ -109,9 +101,7 @@ def test_lora_checkpoint_round_trip(tmp_path: Path, seq2seq: bool) -> None:
     rollout = _rollout(ac, tokenizer, envs, cfg)
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     rng = np.random.default_rng(0)
-    ppo.update(
-        ac, optimizer, rollout, cfg, FixedKLController(cfg.kl_coef), ppo.plan(cfg, 0, rng), rng
-    )
+    ppo.update(ac, optimizer, ppo.score(ac, rollout, cfg, cfg.kl_coef), cfg, rng)
     ac.eval()
     config = {"algo": "ppo", **dataclasses.asdict(cfg), "init_from": None}
     save_checkpoint(tmp_path / "saved", 1, policy_state=ac.policy_state(), trainer_state={},
@@ -137,7 +127,7 @@ def test_lora_checkpoint_round_trip(tmp_path: Path, seq2seq: bool) -> None:
 
 def test_lora_training_run_changes_only_adapters(tmp_path: Path) -> None:
     cfg = _cfg(False, output_dir=str(tmp_path), total_iterations=2, checkpoint_every=2)
-    run(cfg, ppo.plan, ppo.update, algo="ppo")
+    run(cfg, "ppo")
     trained, _, _ = load_policy(str(tmp_path))
     initial, _, _ = build_policy(cfg)
     before = dict(initial.named_parameters())

@@ -1,0 +1,116 @@
+"""The losses of the update: token log-probs, PPO's clipped policy and value losses, entropy.
+
+``(B, T)`` batches with a ``mask`` of the positions to train (see :mod:`agents.masked`). The
+losses keep the gradient of their first argument only. Their statistics come back as 0-d
+tensors, so the update can run minibatch after minibatch without a host sync.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agents.masked import masked_mean
+
+__all__ = ["clipped_policy_loss", "clipped_value_loss", "logprobs_from_logits", "masked_entropy"]
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``log softmax(logits)[tokens]``, ``(B, T)``, computed in at least float32.
+
+    ``logits`` is ``(B, T, V)`` and ``logits[b, t]`` scores ``tokens[b, t]`` (integer ids).
+    """
+    if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and tokens {tuple(tokens.shape)} must be "
+            "(B, T, V) and (B, T)"
+        )
+    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be an integer tensor, got {tokens.dtype}")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    picked = logits.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return picked - torch.logsumexp(logits, dim=-1)  # (B, T)
+
+
+def clipped_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped surrogate (Schulman et al., 2017, eq. 7), negated, mean over ``mask``.
+
+    Per token: ``max(−A·ratio, −A·clamp(ratio, 1−ε, 1+ε))`` with
+    ``ratio = exp(logprobs − old_logprobs)``.
+
+    Returns:
+        ``(loss, stats)`` with stats ``clipfrac`` (share of tokens where the clipped term is
+        the active one) and ``approx_kl`` (mean of ``(ratio − 1) − log ratio``, the k3
+        estimate of KL(old ‖ new)).
+    """
+    _check_shapes(logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0, got {clip!r}")
+    log_ratio = logprobs - old_logprobs.detach()  # (B, T)
+    ratio = torch.exp(log_ratio)  # (B, T)
+    advantages = advantages.detach()
+    unclipped = -advantages * ratio  # (B, T)
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)  # (B, T)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((clipped > unclipped).to(ratio.dtype), mask)
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+    return loss, {"clipfrac": clipfrac, "approx_kl": approx_kl}
+
+
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped value loss: ``0.5·max((V − R)², (V_clip − R)²)``, mean over ``mask``,
+    with ``V_clip = V_old + clamp(V − V_old, −clip, clip)``.
+
+    Returns:
+        ``(loss, stats)`` with stats ``clipfrac`` (share of tokens where the clipped error is
+        the larger one).
+    """
+    _check_shapes(values=values, old_values=old_values, returns=returns)
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0, got {clip!r}")
+    old_values, returns = old_values.detach(), returns.detach()
+    values_clipped = old_values + torch.clamp(values - old_values, -clip, clip)  # (B, T)
+    error = (values - returns) ** 2  # (B, T)
+    error_clipped = (values_clipped - returns) ** 2  # (B, T)
+    loss = 0.5 * masked_mean(torch.maximum(error, error_clipped), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((error_clipped > error).to(error.dtype), mask)
+    return loss, {"clipfrac": clipfrac}
+
+
+def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of ``softmax(logits)`` ``(B, T, V)`` over ``mask`` ``(B, T)``;
+    ``−inf`` logits contribute 0 (with finite gradients)."""
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, T, V)
+    probs = log_probs.exp()  # (B, T, V)
+    # 0 · −inf would be NaN: zero the log-prob where p == 0 (forward and backward).
+    safe_log_probs = torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))
+    return masked_mean(-(probs * safe_log_probs).sum(dim=-1), mask)  # mean of (B, T)
+
+
+def _check_shapes(**tensors: torch.Tensor) -> None:
+    """Raise ValueError unless all ``tensors`` have the shape of the first."""
+    (first, reference), *others = tensors.items()
+    for name, tensor in others:
+        if tensor.shape != reference.shape:
+            raise ValueError(
+                f"{name} has shape {tuple(tensor.shape)}, expected {tuple(reference.shape)} "
+                f"(the shape of {first})"
+            )
