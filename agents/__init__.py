@@ -1,7 +1,35 @@
 """agents: PPO and the guided family (PPO++, AggreVaTeD, LOLS, D2LOLS) plus BC.
 
-One module per algorithm (:mod:`agents.ppo`, :mod:`agents.ppo_pp`, :mod:`agents.aggrevated`,
-:mod:`agents.lols`, :mod:`agents.d2lols`, :mod:`agents.bc`) on the shared roll-in/roll-out
-engine (:mod:`agents.engine`) and training loop (:mod:`agents.trainer`). Command lines:
-``python -m agents.train``, ``python -m agents.evaluate``, ``python -m agents.demo``.
+Command lines: ``python -m agents.train``, ``python -m agents.evaluate``,
+``python -m agents.demo``.
+
+Map of the package (where to look for what):
+
+* **One iteration** — :mod:`agents.trainer`: ``run`` builds the run, then loops
+  plan · collect · score · update · log · checkpoint.
+* **Which algorithm does what** — :mod:`agents.algorithms`: the one table, ``--algo`` name →
+  config class, ``plan``, ``score``, ``update``, whether it needs a guide or a demonstrator.
+* **Who rolls in and who rolls out; the switch point k ~ U{1..L-1}** —
+  :mod:`agents.engine`: ``Plan`` (roll-in, roll-out, β, baseline of guided rows) and
+  ``collect``, which runs the guide's roll-in (:func:`textgen_env.oracles.roll_in`) and
+  roll-out (:func:`textgen_env.oracles.roll_out`) and returns a ``Rollout`` read from the
+  env's arrays. Its edge cases (a roll-in that ends the episode) are documented there.
+* **Each algorithm's plan and settings** — :mod:`agents.ppo` (PPO, and the ``score`` and
+  ``update`` every guided algorithm shares), :mod:`agents.ppo_pp` (guide roll-in),
+  :mod:`agents.aggrevated` (guide roll-out, V^g baseline, the λ of its advantage),
+  :mod:`agents.lols` (a coin per iteration), :mod:`agents.d2lols` (AggreVaTeD for τ
+  iterations, then PPO++), :mod:`agents.bc` (behaviour cloning).
+* **The PPO loss** — :func:`agents.losses.clipped_policy_loss` (and the value loss, entropy
+  and log-probs beside it), called from :func:`agents.ppo.update`.
+* **The KL penalty** — per token on π's tokens, in :func:`agents.advantages.shaped_rewards`,
+  called from :func:`agents.ppo.score`; β_KL fixed or adaptive in :mod:`agents.kl_control`.
+* **Advantages** — :func:`agents.advantages.gae`; masked statistics (whitening, explained
+  variance) in :mod:`agents.masked`.
+* **π** — :mod:`agents.policy` (LM + value head with outputs V^π and V^g, frozen π_ref) and
+  :mod:`agents.learner` (π as an actor in the env: KV-cached sampling).
+* **Building a run from its config** — :mod:`agents.build` (envs, policy, guide,
+  demonstrator, a policy from a checkpoint); configs in :mod:`agents.config` and each
+  algorithm module; presets and the tyro command line in :mod:`agents.cli`.
+* **Checkpoints** — :mod:`agents.checkpoint`; TensorBoard sample tables —
+  :mod:`agents.samples`.
 """

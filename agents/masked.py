@@ -38,9 +38,9 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     keep = _keep(mask, x.shape)
     centered = x - masked_mean(x, keep)
     var = masked_mean(centered * centered, keep)
-    if unbiased:
-        n = keep.sum()
-        var = var * n / (n - 1).clamp(min=1)
+    if unbiased:  # n / (n - 1) in float64, then the values' dtype (as a Python float would)
+        n = keep.sum().double()
+        var = var * (n / (n - 1).clamp(min=1)).to(var.dtype)
     return var
 
 

@@ -309,6 +309,39 @@ def test_update_without_learner_tokens_is_a_no_op() -> None:
     assert all(torch.equal(before[k], v) for k, v in ac.state_dict().items())
 
 
+def test_dropout_is_off_in_score_and_update() -> None:
+    """Issue #8: with dropout on, the first minibatch's ratio π/π_old would not be 1 and
+    clipping would fire on noise. One epoch over one minibatch: the ratio is exactly 1."""
+    ac = ActorCritic(tiny_causal_lm(11, seed=0, attention_dropout=0.5, **TOY_MODEL))
+    r = rollout(PPO)
+    cfg = ppo.PPOConfig(batch_size=16, minibatch_size=16, update_epochs=1, learning_rate=1e-3)
+    batch = ppo.score(ac, r, cfg, 0.0)
+    opt = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
+    stats = ppo.update(ac, opt, batch, cfg, np.random.default_rng(0))
+    assert stats["losses/approx_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert stats["losses/clipfrac"] == 0.0
+    # the control: in train mode this model's forward is noisy
+    ac.train()
+    with torch.no_grad():
+        first = ac(r.input_ids, r.attention_mask, r.prompt_width)[0]
+        second = ac(r.input_ids, r.attention_mask, r.prompt_width)[0]
+    assert not torch.allclose(first, second)
+
+
+def test_early_stopping_on_target_kl() -> None:
+    """``target_kl`` (CleanRL's) ends the epochs once an epoch's approximate KL passes it."""
+    ac = perturbed_actor_critic()
+    cfg = ppo.PPOConfig(batch_size=16, minibatch_size=4, update_epochs=8, learning_rate=0.05,
+                        target_kl=1e-6)  # fmt: skip
+    batch = ppo.score(ac, rollout(PPO_PP), cfg, 0.0)
+    opt = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
+    stats = ppo.update(ac, opt, batch, cfg, np.random.default_rng(0))
+    assert stats["losses/epochs"] == 1.0 and stats["losses/approx_kl"] > 1e-6
+    no_stop = dataclasses.replace(cfg, target_kl=None)
+    stats = ppo.update(ac, opt, ppo.score(ac, rollout(PPO_PP), no_stop, 0.0), no_stop, RNG)
+    assert stats["losses/epochs"] == 8.0
+
+
 # ----------------------------------------------------------------------------- config checks
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.kl_control import AdaptiveKLController, FixedKLController, KLController
+from agents.kl_control import AdaptiveKLController, FixedKLController, KLController, kl_controller
 
 NAN = float("nan")
 
@@ -80,3 +80,15 @@ def test_adaptive_kl_controller_bad_input() -> None:
         ctl.update(kl=float("nan"), n_steps=1)
     with pytest.raises(ValueError, match="n_steps"):
         ctl.update(kl=1.0, n_steps=-1)
+
+
+def test_kl_controller_from_the_config() -> None:
+    """Built from the config's own fields: fixed unless adaptive_kl_target > 0."""
+    from agents.ppo import PPOConfig
+
+    fixed = kl_controller(PPOConfig(kl_coef=0.07))
+    assert isinstance(fixed, FixedKLController) and fixed.value == 0.07
+    cfg = PPOConfig(kl_coef=0.2, adaptive_kl_target=6.0, kl_horizon=10_000)
+    adaptive = kl_controller(cfg)
+    assert isinstance(adaptive, AdaptiveKLController)
+    assert adaptive.state_dict() == {"value": 0.2, "target": 6.0, "horizon": 10_000.0}
