@@ -168,7 +168,7 @@ def scripted_guide(env_id: str, vocab_size: int, epsilon: float) -> GuidePolicy:
 
 def load_policy(path: str) -> tuple[ActorCritic, Any, dict]:
     """Rebuild a checkpoint's policy (and tokenizer) for evaluation; returns its config too."""
-    policy_state, _, config = load_checkpoint(path)
+    policy_state, _, config = load_checkpoint(path, trainer=False)  # no optimizer or RNG state
     cfg = config_from_dict(config)
     ac, tokenizer, _ = build_policy(cfg)
     ac.load_policy_state(policy_state)

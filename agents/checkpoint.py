@@ -1,9 +1,16 @@
-"""Atomic checkpoints: ``<output_dir>/checkpoints/iter-NNNNNN/`` plus a ``latest`` pointer.
+"""Checkpoints: ``<output_dir>/checkpoints/iter-NNNNNN/`` holding
 
-A checkpoint directory is written under a temporary name and renamed into place, then the
-``latest`` file is replaced atomically (``os.replace``), so an interrupted save never leaves
-a half-written checkpoint that a later ``--resume`` or ``evaluate`` would load; the previous
-checkpoint stays intact until the new one is complete. The last ``keep`` are kept.
+* ``policy.safetensors``: the policy's tensors (LM or LoRA adapters, value head);
+* ``trainer.pt``: optimizer, KL controller, iteration and RNG states, only tensors and plain
+  Python values, read back with ``torch.load(weights_only=True)``;
+* ``config.json``: the run's config.
+
+Loading a checkpoint never executes code. A checkpoint is written under a temporary name and
+renamed into place, then the ``latest`` file is replaced atomically, so a killed save never
+leaves a half-written ``iter-*`` folder; its temporary folder is removed at the next save or
+start (:func:`remove_temporary`). The last ``keep`` checkpoints are kept. When the newest
+checkpoint is damaged or incomplete, :func:`load_checkpoint` says which file and falls back to
+the newest intact one. Checkpoints of the first format (``policy.pt``) still load.
 """
 
 from __future__ import annotations
@@ -12,16 +19,38 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "DamagedCheckpointWarning",
+    "checkpoint_dirs",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "remove_temporary",
+    "save_checkpoint",
+]
 
-POLICY = "policy.pt"
+POLICY = "policy.safetensors"
+LEGACY_POLICY = "policy.pt"  # the first format: a torch pickle of tensors only
 TRAINER = "trainer.pt"
 CONFIG = "config.json"
+# What reading a damaged or truncated file raises.
+_DAMAGE = (OSError, EOFError, RuntimeError, ValueError, SafetensorError)
+
+
+class CheckpointError(ValueError):
+    """No intact checkpoint could be read (each damaged one is named in the message)."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """The newest checkpoint is damaged; an older intact one is used instead."""
 
 
 def save_checkpoint(
@@ -36,10 +65,11 @@ def save_checkpoint(
     """Write the checkpoint taken after ``iteration`` completed iterations atomically."""
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    remove_temporary(output_dir)
     final = root / f"iter-{iteration:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        torch.save(policy_state, tmp / POLICY)
+        save_file(_unshared(policy_state), tmp / POLICY)
         torch.save(trainer_state, tmp / TRAINER)
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():
@@ -60,28 +90,110 @@ def save_checkpoint(
     return final
 
 
-def latest_checkpoint(path: str | os.PathLike) -> Path:
-    """Resolve ``path`` to a checkpoint directory.
+def remove_temporary(output_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders that killed saves left in ``output_dir``; return them."""
+    root = Path(output_dir) / "checkpoints"
+    leftovers = sorted(root.glob(".tmp-*")) if root.is_dir() else []
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
 
-    ``path`` may be a checkpoint directory itself, a ``checkpoints/`` folder or a run's
-    output directory (then its ``latest`` checkpoint is used).
-    """
+
+def checkpoint_dirs(path: str | os.PathLike) -> list[Path]:
+    """The checkpoint folders at ``path``, newest first: ``path`` itself if it is one, else
+    the ``iter-*`` folders of a run directory or of its ``checkpoints/`` folder."""
     p = Path(path)
-    if (p / POLICY).is_file() and (p / CONFIG).is_file():
-        return p
+    if (p / CONFIG).is_file() or p.name.startswith("iter-"):
+        return [p]
     for root in (p / "checkpoints", p):
-        latest = root / "latest"
-        if latest.is_file():
-            target = root / latest.read_text().strip()
-            if (target / POLICY).is_file():
-                return target
-    raise FileNotFoundError(f"no checkpoint found at {p} (expected a run directory or iter-*)")
+        found = sorted(root.glob("iter-*"), reverse=True)
+        if found:
+            return found
+    return []
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
-    """Load ``(policy_state, trainer_state, config)`` from a checkpoint or run directory."""
-    ckpt = latest_checkpoint(path)
-    policy_state = torch.load(ckpt / POLICY, map_location="cpu", weights_only=True)
-    trainer_state = torch.load(ckpt / TRAINER, map_location="cpu", weights_only=False)
-    config = json.loads((ckpt / CONFIG).read_text())
+def latest_checkpoint(path: str | os.PathLike) -> Path:
+    """The newest checkpoint folder at ``path`` (see :func:`checkpoint_dirs`)."""
+    found = checkpoint_dirs(path)
+    if not found:
+        raise FileNotFoundError(
+            f"no checkpoint found at {path} (expected a run directory or iter-*)"
+        )
+    return found[0]
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, trainer: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+    """``(policy_state, trainer_state, config)`` of the newest intact checkpoint at ``path``.
+
+    ``trainer=False`` reads only the policy and config (``trainer_state`` is then ``None``):
+    what evaluation needs. A damaged newest checkpoint is named in a
+    :class:`DamagedCheckpointWarning` and the next older one is tried.
+
+    Raises:
+        FileNotFoundError: There is no checkpoint at ``path``.
+        CheckpointError: Every checkpoint there is damaged.
+    """
+    candidates = checkpoint_dirs(path)
+    if not candidates:
+        raise FileNotFoundError(
+            f"no checkpoint found at {path} (expected a run directory or iter-*)"
+        )
+    problems = []
+    for ckpt in candidates:
+        try:
+            loaded = _load_one(ckpt, trainer)
+        except _DAMAGE as err:
+            problems.append(f"{err}")
+            continue
+        if problems:
+            warnings.warn(
+                f"using {ckpt.name}: the newer checkpoint is damaged ({'; '.join(problems)})",
+                DamagedCheckpointWarning,
+                stacklevel=2,
+            )
+        return loaded
+    raise CheckpointError(f"no intact checkpoint at {path}: {'; '.join(problems)}")
+
+
+def _load_one(
+    ckpt: Path, trainer: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+    """Read one checkpoint folder; any damage raises, naming the file."""
+    config_file = ckpt / CONFIG
+    policy_file = ckpt / POLICY if (ckpt / POLICY).exists() else ckpt / LEGACY_POLICY
+    try:
+        config = json.loads(config_file.read_text())
+    except _DAMAGE as err:
+        raise ValueError(f"{config_file}: {err}") from err
+    if not isinstance(config, dict) or "algo" not in config:
+        raise ValueError(f"{config_file}: not a run config (no 'algo')")
+    try:
+        if policy_file.name == POLICY:
+            policy_state = load_file(policy_file)
+        else:
+            policy_state = torch.load(policy_file, map_location="cpu", weights_only=True)
+    except _DAMAGE as err:
+        raise ValueError(f"{policy_file}: {err}") from err
+    trainer_state = None
+    if trainer:
+        try:
+            trainer_state = torch.load(ckpt / TRAINER, map_location="cpu", weights_only=True)
+        except _DAMAGE as err:
+            raise ValueError(f"{ckpt / TRAINER}: {err}") from err
+        except Exception as err:  # weights_only refuses a pickle that would run code
+            raise ValueError(f"{ckpt / TRAINER}: not a plain-data checkpoint ({err})") from err
     return policy_state, trainer_state, config
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous tensors, none sharing memory (safetensors refuses tied weights)."""
+    seen: set[int] = set()
+    out = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        out[name] = tensor.clone() if ptr in seen else tensor
+        seen.add(ptr)
+    return out

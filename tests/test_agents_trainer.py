@@ -16,7 +16,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents import lols, ppo_pp
 from agents.algorithms import ALGORITHMS
 from agents.build import build_policy, load_policy
-from agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from agents.checkpoint import (
+    CheckpointError,
+    DamagedCheckpointWarning,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from agents.config import TrainConfig
 from agents.trainer import run
 
@@ -137,8 +143,9 @@ def test_checkpoint_save_is_atomic(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path).name == "iter-000001"
     with pytest.raises(Exception):  # noqa: B017  (a lambda cannot be pickled)
         save(tmp_path, 2, bad=lambda: None)
-    # the failed save left nothing new behind; the previous checkpoint is intact and latest
-    assert sorted(p.name for p in ckpts.iterdir()) == [".tmp-leftover", "iter-000001", "latest"]
+    # the failed save left nothing behind (and removed the earlier crash's leftover); the
+    # previous checkpoint is intact and latest
+    assert sorted(p.name for p in ckpts.iterdir()) == ["iter-000001", "latest"]
     assert load_checkpoint(tmp_path)[1]["iterations_done"] == 1
     save(tmp_path, 2)
     assert latest_checkpoint(tmp_path).name == "iter-000002"
@@ -147,6 +154,112 @@ def test_checkpoint_save_is_atomic(tmp_path: Path) -> None:
 def test_no_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage config"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_intact_one(
+    tmp_path: Path, damage: str
+) -> None:
+    """Issue #13: the damaged file is named and the newest intact checkpoint is used."""
+    save(tmp_path, 1)
+    newest = save(tmp_path, 2)
+    if damage == "truncate":
+        broken = newest / "policy.safetensors"
+        broken.write_bytes(broken.read_bytes()[:20])
+    elif damage == "delete":
+        broken = newest / "trainer.pt"
+        broken.unlink()
+    else:
+        broken = newest / "config.json"
+        broken.write_text("{not json")
+    with pytest.warns(DamagedCheckpointWarning, match=f"using iter-000001.*{broken.name}"):
+        _, trainer, config = load_checkpoint(tmp_path)
+    assert trainer["iterations_done"] == 1 and config["it"] == 1
+    # every checkpoint damaged: one clear error naming the files
+    (tmp_path / "checkpoints" / "iter-000001" / "config.json").write_text("[]")
+    with pytest.raises(CheckpointError, match=r"iter-000002.*iter-000001/config\.json"):
+        load_checkpoint(tmp_path)
+
+
+def test_evaluation_reads_only_the_policy(tmp_path: Path) -> None:
+    """Issue #13: a missing trainer.pt does not block loading the policy for evaluation."""
+    ckpt = save(tmp_path, 3)
+    (ckpt / "trainer.pt").unlink()
+    policy, trainer, _ = load_checkpoint(tmp_path, trainer=False)
+    assert trainer is None and torch.equal(policy["w"], torch.full((2,), 3.0))
+
+
+class Boom:
+    """Pickling it makes unpickling call ``print`` (any callable would do: code runs)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (print, ("this ran on load",))
+
+
+def test_loading_a_checkpoint_never_runs_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = save(tmp_path, 1)
+    torch.save({"iterations_done": 1, "payload": Boom()}, ckpt / "trainer.pt")
+    with pytest.raises(CheckpointError, match=r"trainer\.pt: not a plain-data checkpoint"):
+        load_checkpoint(tmp_path)
+    assert "this ran on load" not in capsys.readouterr().out
+
+
+def test_first_format_checkpoints_still_load(tmp_path: Path) -> None:
+    """Checkpoints written before safetensors (policy.pt) load unchanged."""
+    ckpt = save(tmp_path, 1)
+    (ckpt / "policy.safetensors").unlink()
+    torch.save({"w": torch.arange(3.0)}, ckpt / "policy.pt")
+    assert torch.equal(load_checkpoint(tmp_path)[0]["w"], torch.arange(3.0))
+
+
+def test_tied_weights_are_saved(tmp_path: Path) -> None:
+    """safetensors refuses tensors that share memory; tied embeddings must still save."""
+    shared = torch.arange(6.0).view(2, 3)
+    save_checkpoint(tmp_path, 1, policy_state={"emb": shared, "head": shared}, trainer_state={},
+                    config={"algo": "ppo"})  # fmt: skip
+    policy = load_checkpoint(tmp_path)[0]
+    assert torch.equal(policy["emb"], shared) and torch.equal(policy["head"], shared)
+
+
+KILL_SCRIPT = """
+import sys, torch
+from agents.checkpoint import save_checkpoint
+out = sys.argv[1]
+big = torch.randn(4_000_000, generator=torch.Generator().manual_seed(0))  # 16 MB: slow to save
+for it in range(1, 10_000):
+    save_checkpoint(out, it, policy_state={"w": big + it}, trainer_state={"iterations_done": it},
+                    config={"algo": "ppo", "it": it})
+    print(it, flush=True)
+"""
+
+
+def test_sigkill_during_saves_always_leaves_an_intact_checkpoint(tmp_path: Path) -> None:
+    """Kill a process that saves in a loop at several moments: the newest checkpoint is
+    always complete and loadable, and the next save clears the leftovers (bounded: ~10 s)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    big = torch.randn(4_000_000, generator=torch.Generator().manual_seed(0))
+    for delay in (0.3, 0.45, 0.6, 0.8, 1.1):
+        out = tmp_path / f"run-{delay}"
+        child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], cwd=repo,
+                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
+        first = child.stdout.readline()  # one checkpoint exists before we start killing
+        assert first.strip() == "1", first
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        policy, trainer, config = load_checkpoint(out)
+        it = trainer["iterations_done"]
+        assert config["it"] == it and torch.equal(policy["w"], big + it)  # complete, not torn
+        save_checkpoint(out, it + 1, policy_state={"w": torch.zeros(1)}, trainer_state={},
+                        config={"algo": "ppo"})  # fmt: skip
+        assert not list((out / "checkpoints").glob(".tmp-*"))
 
 
 def test_trainer_checkpoints_every_and_keeps_two(tmp_path: Path) -> None:
