@@ -90,7 +90,7 @@ def update(
 ) -> dict[str, float]:
     """Minimize the NLL of the demonstrated tokens (+ β_KL · KL to π_ref)."""
     ac.train()
-    n, losses, kls = batch.input_ids.shape[0], [], []
+    n, losses, kls, norms = batch.input_ids.shape[0], [], [], []
     for _ in range(cfg.epochs):
         order = torch.from_numpy(rng.permutation(n))
         for lo in range(0, n, cfg.minibatch_size):
@@ -106,9 +106,14 @@ def update(
                 kls.append(kl.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
+            norms.append(
+                torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
+            )
             optimizer.step()
-    out = {"losses/nll": torch.stack(losses).mean().item()}
+    out = {
+        "losses/nll": torch.stack(losses).mean().item(),
+        "losses/grad_norm": torch.stack(norms).mean().item(),
+    }
     if kls:
         out["losses/kl"] = torch.stack(kls).mean().item()
     return out

@@ -19,6 +19,7 @@ from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
 from agents.learner import LearnerPolicy
 from agents.policy import ActorCritic
+from agents.rundir import RunSetupError
 from textgen_env.guides import ReferenceGuide, ScriptedGuide
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.models import load_causal_lm, load_seq2seq_lm, tiny_causal_lm, tiny_seq2seq_lm
@@ -33,14 +34,11 @@ __all__ = [
     "build_guide",
     "build_learner",
     "build_policy",
+    "check_setup",
     "is_seq2seq_model",
     "load_policy",
     "scripted_guide",
 ]
-
-
-class RunSetupError(ValueError):
-    """A run cannot start with these settings (raised before any training)."""
 
 
 # Toy tasks: their optimal expert (the scripted guide adds ε-noise to it).
@@ -90,6 +88,19 @@ def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -
     else:
         model, tokenizer = load_causal_lm(cfg.model, device=cfg.device)
     return tokenizer, model
+
+
+def check_setup(cfg: TrainConfig) -> None:
+    """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device."""
+    if cfg.env_id not in gym.registry:
+        ids = sorted(k for k in gym.registry if k.startswith("textgen_env/"))
+        raise RunSetupError(f"unknown env id {cfg.env_id!r}; registered: {', '.join(ids)}")
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError as err:
+        raise RunSetupError(f"device {cfg.device!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunSetupError(f"device {cfg.device!r}: no CUDA device is available here")
 
 
 def build_envs(cfg: TrainConfig, tokenizer: Any = None, split: str = "train") -> TextGenVectorEnv:

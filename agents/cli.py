@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from typing import Any, NoReturn
 
 import tyro
 
-from agents.algorithms import ALGORITHMS
+from agents.algorithms import ALGORITHMS, config_from_dict
+from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
+from agents.rundir import run_dir
 
-__all__ = ["PRESETS", "RUN_FLAGS", "parse_train_args", "preset_values"]
+__all__ = ["PRESETS", "RUN_FLAGS", "OneLineErrors", "parse_train_args", "preset_values"]
 
 # --preset name -> {"all" or an algo name: overrides}; fields a config lacks are ignored.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -42,7 +44,18 @@ run flags (before the config flags):
   --algo {%s}  algorithm to run (required)
   --preset {%s}  a set of defaults; explicit flags win
   --init-from PATH  checkpoint or run dir whose policy starts training and becomes π_ref (BC+X)
-  --resume  continue the run in --output-dir from its latest checkpoint"""
+  --resume  continue the run in --output-dir: its saved config is the default, and only
+            total_iterations, checkpoint_every, log_samples_every, output_dir, device may change
+  --overwrite  replace the run that --output-dir holds (otherwise a new run refuses it)
+  --debug  show the traceback of an error instead of one line"""
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: error: message`` and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def preset_values(preset: str | None, algo: str) -> dict[str, Any]:
@@ -61,14 +74,18 @@ def parse_train_args(
 ) -> tuple[str, TrainConfig, argparse.Namespace]:
     """``(algo, config, run flags)`` from the command line; exits 2 with one clear line on
     a bad flag or value, 0 after ``--help``."""
-    run_flags = argparse.ArgumentParser(
+    run_flags = OneLineErrors(
         prog="python -m agents.train", description=description, add_help=False
     )
     run_flags.add_argument("--algo", choices=sorted(ALGORITHMS))
     run_flags.add_argument("--preset", choices=sorted(PRESETS))
     run_flags.add_argument("--init-from")
     run_flags.add_argument("--resume", action="store_true")
+    run_flags.add_argument("--overwrite", action="store_true")
+    run_flags.add_argument("--debug", action="store_true")
     args, rest = run_flags.parse_known_args(argv)
+    if args.resume and args.overwrite:
+        run_flags.error("--resume and --overwrite exclude each other")
     wants_help = "-h" in rest or "--help" in rest
     if args.algo is None:
         if wants_help:
@@ -78,16 +95,30 @@ def parse_train_args(
     cls = ALGORITHMS[args.algo].config
     try:
         default = cls(**preset_values(args.preset, args.algo))
-        cfg = tyro.cli(
-            cls,
-            args=rest,
-            default=default,
-            prog=f"python -m agents.train --algo {args.algo}",
-            description=f"{description}\n\n{_run_flags_text()}",
-        )
-    except (TypeError, ValueError) as err:  # a value __post_init__ rejects
+        cfg = _parse(cls, rest, default, args.algo, description)
+        if args.resume:  # the run's own config is the default; flags change it
+            saved = load_checkpoint(run_dir(cfg, args.algo), trainer=False)[2]
+            if saved["algo"] != args.algo:
+                raise ValueError(
+                    f"--resume: the run in {run_dir(cfg, args.algo)} is {saved['algo']}, "
+                    f"not {args.algo}"
+                )
+            cfg = _parse(cls, rest, config_from_dict(saved), args.algo, description)
+    except (TypeError, ValueError, FileNotFoundError) as err:  # ValueError: CheckpointError too
         run_flags.error(str(err))
     return args.algo, cfg, args
+
+
+def _parse(
+    cls: type[TrainConfig], rest: list[str], default: TrainConfig, algo: str, description: str
+) -> TrainConfig:
+    return tyro.cli(
+        cls,
+        args=rest,
+        default=default,
+        prog=f"python -m agents.train --algo {algo}",
+        description=f"{description}\n\n{_run_flags_text()}",
+    )
 
 
 def _run_flags_text() -> str:

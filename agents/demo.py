@@ -92,7 +92,8 @@ def main_job(iterations: int = 50) -> None:
     cfg = ALGORITHMS["d2lols"].config(
         **values, env_id=env_id, guide_epsilon=0.3, output_dir="runs/demo-d2lols-Twist-v0"
     )
-    out = run(cfg, "d2lols")  # the task's guide: the ε-noisy scripted expert
+    # the task's guide: the ε-noisy scripted expert; the demo replaces its previous demo run
+    out = run(cfg, "d2lols", overwrite=True)
     result = evaluate(str(out), split="test", batch_size=48)
 
     envs = gym.make_vec(env_id, num_envs=48, vectorization_mode="vector_entry_point", split="test")

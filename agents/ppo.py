@@ -222,7 +222,8 @@ def update(
             # 4. gradient step
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
+            _log(logs, grad_norm=grad_norm)
             optimizer.step()
         if cfg.target_kl is not None and epoch_kl and torch.stack(epoch_kl).mean() > cfg.target_kl:
             break  # early stopping on KL (CleanRL's target_kl)

@@ -2,15 +2,20 @@
 
 Every config field is a flag (``--algo ALGO --help`` lists them with their documentation).
 Presets (``--preset paper`` / ``--preset cpu-small``) set several at once; explicit flags win.
+Expected errors (bad settings, a run directory that holds a run, a damaged checkpoint, a
+diverged run, a failing guide) end in one line on stderr and exit status 2 (1 for a run that
+diverged or whose guide failed); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import sys
 
-from agents.build import RunSetupError
+from agents.checkpoint import CheckpointError
 from agents.cli import parse_train_args
-from agents.trainer import run, run_dir
+from agents.rundir import RunSetupError
+from agents.trainer import TrainingDiverged, run
+from textgen_env.errors import GuideError
 
 __all__ = ["main"]
 
@@ -19,18 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line (defaults < preset < flags) and run the training loop."""
     argv = sys.argv[1:] if argv is None else argv
     algo, cfg, args = parse_train_args(argv, __doc__.split("\n")[0])
-    if args.resume and not (run_dir(cfg, algo) / "checkpoints" / "latest").is_file():
-        _fail(f"--resume: no checkpoint in {run_dir(cfg, algo)}")
     try:
-        out = run(cfg, algo, init_from=args.init_from, resume=args.resume)
-    except RunSetupError as err:
-        _fail(str(err))
+        out = run(cfg, algo, init_from=args.init_from, resume=args.resume, overwrite=args.overwrite)
+    except (RunSetupError, CheckpointError, TrainingDiverged, GuideError) as err:
+        if args.debug:
+            raise
+        status = 2 if isinstance(err, RunSetupError | CheckpointError) else 1
+        print(f"python -m agents.train: error: {err}", file=sys.stderr)
+        raise SystemExit(status) from None
     print(f"run directory: {out}")
-
-
-def _fail(message: str) -> None:
-    print(f"python -m agents.train: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -26,17 +27,30 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents.algorithms import ALGORITHMS
-from agents.build import build_demonstrator, build_guide, build_learner, build_policy
-from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.build import (
+    build_demonstrator,
+    build_guide,
+    build_learner,
+    build_policy,
+    check_setup,
+)
+from agents.checkpoint import (
+    CheckpointError,
+    checkpoint_dirs,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from agents.config import TrainConfig
 from agents.engine import Actor, collect
 from agents.kl_control import kl_controller
 from agents.policy import ActorCritic
+from agents.rundir import RunSetupError, claim_run_dir, resumed_config, run_dir
 from agents.samples import samples_table
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.vector import TextGenVectorEnv
 
-__all__ = ["GuideBuilder", "run", "run_dir"]
+__all__ = ["GuideBuilder", "TrainingDiverged", "run", "run_dir"]
 
 # Builds the run's guide once its envs and policy exist: (envs, ac) -> guide. A real task's
 # default guide reuses π's frozen reference LM, so it cannot be built before the policy.
@@ -50,6 +64,7 @@ def run(
     guide: GuideBuilder | None = None,
     init_from: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Train ``algo`` for ``cfg.total_iterations`` iterations; return the run directory.
 
@@ -61,12 +76,32 @@ def run(
             Ignored when the algorithm needs neither.
         init_from: Checkpoint or run directory whose policy weights start training and become
             π_ref (BC+X).
-        resume: Continue from the latest checkpoint in the output directory.
+        resume: Continue from the latest checkpoint in the output directory (only
+            :data:`~agents.rundir.RESUMABLE` config fields may differ from the run's).
+        overwrite: Replace a run that the output directory already holds (else refused).
+
+    Raises:
+        RunSetupError: Before training, for settings the run cannot start with.
+        TrainingDiverged: A loss, gradient or parameter became non-finite; no checkpoint is
+            written for that iteration.
     """
     spec = ALGORITHMS[algo]
     if not isinstance(cfg, spec.config):
         raise TypeError(f"{algo} needs a {spec.config.__name__}, got {type(cfg).__name__}")
+    # Everything that can be refused is checked before the models load.
+    check_setup(cfg)
     out = run_dir(cfg, algo)
+    claim_run_dir(out, resume=resume, overwrite=overwrite)
+    config = {"algo": algo, **dataclasses.asdict(cfg), "init_from": init_from}
+    saved = load_checkpoint(out) if resume else None
+    start = 0
+    if saved is not None:
+        start = saved[1]["iterations_done"]
+        if init_from is None:  # a resumed BC+X run keeps its reference
+            config["init_from"] = init_from = saved[2].get("init_from")
+        config = resumed_config(saved[2], config, start)
+    donor = _load_init_from(init_from) if init_from else None
+
     random.seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
     ac, tokenizer, envs = build_policy(cfg)
@@ -80,25 +115,19 @@ def run(
         helper = guide(venv, ac) if spec.needs_guide else None
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     kl_ctl = kl_controller(cfg)
-    start = 0
-    saved = load_checkpoint(out) if resume else None
-    if saved is not None and init_from is None:
-        init_from = saved[2].get("init_from")  # a resumed BC+X run keeps its reference
-    if init_from:  # BC+X: start from, and regularize towards, the loaded policy
-        ac.load_policy_state(load_checkpoint(init_from)[0])
+    if donor is not None:  # BC+X: start from, and regularize towards, the loaded policy
+        _load_policy_state(ac, donor, f"--init-from {init_from}")
         ac.sync_reference()
     if saved is not None:
         policy_state, state, _ = saved
-        ac.load_policy_state(policy_state)
+        _load_policy_state(ac, policy_state, f"checkpoint in {out}")
         optimizer.load_state_dict(state["optimizer"])
         kl_ctl.load_state_dict(state["kl_controller"])
         np_rng.bit_generator.state = state["np_rng"]
         venv.np_random.bit_generator.state = state["env_rng"]
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
-        start = state["iterations_done"]
 
-    config = {"algo": algo, **dataclasses.asdict(cfg), "init_from": init_from}
     writer = SummaryWriter(str(out / "tb"))
     writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", start)
 
@@ -131,6 +160,7 @@ def run(
         if batch.kl is not None:
             kl_ctl.update(batch.kl, cfg.batch_size)
         update_s = time.perf_counter() - t0
+        _check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
         # 5. log
         total_s = rollout.generation_seconds + rollout.reward_seconds + update_s
         scalars |= {
@@ -155,6 +185,34 @@ def run(
     return out
 
 
-def run_dir(cfg: TrainConfig, algo: str) -> Path:
-    """The run's output directory: ``cfg.output_dir`` or ``runs/<algo>-<env>-s<seed>``."""
-    return Path(cfg.output_dir or f"runs/{algo}-{cfg.env_id.split('/')[-1]}-s{cfg.seed}")
+class TrainingDiverged(RuntimeError):
+    """A loss, gradient norm or parameter became NaN or infinite."""
+
+
+def _check_finite(ac: ActorCritic, scalars: dict[str, float], iteration: int, out: Path) -> None:
+    """Raise :class:`TrainingDiverged` on a non-finite scalar or parameter (issue #13)."""
+    bad = [name for name, value in scalars.items() if not math.isfinite(value)]
+    params = ac.trainable_parameters()
+    if not torch.stack([p.isfinite().all() for p in params]).all():
+        bad.append("parameters")
+    if bad:
+        kept = latest_checkpoint(out).name if checkpoint_dirs(out) else "none yet"
+        raise TrainingDiverged(
+            f"training diverged at iteration {iteration}: {', '.join(bad)} not finite; stopped "
+            f"before writing a checkpoint (the last good one, {kept}, stays latest)"
+        )
+
+
+def _load_init_from(path: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_checkpoint(path, trainer=False)[0]
+    except (FileNotFoundError, CheckpointError) as err:
+        raise RunSetupError(f"--init-from {path}: {err}") from err
+
+
+def _load_policy_state(ac: ActorCritic, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        ac.load_policy_state(state)
+    except (RuntimeError, ValueError) as err:  # another model's tensors
+        first = str(err).strip().splitlines()[0]
+        raise RunSetupError(f"{source} does not fit this policy: {first}") from err

@@ -212,3 +212,78 @@ def test_help_without_algo_lists_the_run_flags(capsys: pytest.CaptureFixture[str
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ALGORITHMS) and "--preset" in out
+
+
+def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], status: int = 2) -> str:
+    """Run the CLI expecting an error: the exit status and the one line it printed."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == status
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "it/s" not in line and line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue #13: each expected error is one clear line and a non-zero exit."""
+    base = tiny_flags("ppo", tmp_path / "run")
+    line = one_line_error([*base, "--env-id", "textgen_env/Nope-v0"], capsys)
+    assert "unknown env id 'textgen_env/Nope-v0'; registered: textgen_env/" in line
+    line = one_line_error([*base, "--init-from", str(tmp_path / "missing")], capsys)
+    assert f"--init-from {tmp_path / 'missing'}: no checkpoint found" in line
+    garbage = tmp_path / "garbage" / "checkpoints" / "iter-000001"
+    garbage.mkdir(parents=True)
+    (garbage / "config.json").write_text("{}")
+    line = one_line_error([*base, "--init-from", str(tmp_path / "garbage")], capsys)
+    assert "no intact checkpoint" in line and "not a run config" in line
+    (tmp_path / "afile").write_text("x")
+    line = one_line_error([*tiny_flags("ppo", tmp_path / "afile")], capsys)
+    assert "is a file" in line
+    if not torch.cuda.is_available():
+        line = one_line_error([*base, "--device", "cuda"], capsys)
+        assert "no CUDA device is available" in line
+    line = one_line_error([*base, "--device", "toaster"], capsys)
+    assert "device 'toaster'" in line
+
+
+def test_cli_init_from_another_model_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(tiny_flags("ppo", tmp_path / "donor"))  # a Reverse-v0 policy (11-token vocabulary)
+    flags = [*tiny_flags("ppo", tmp_path / "run"), "--env-id", "textgen_env/Positive-v0"]
+    line = one_line_error([*flags, "--init-from", str(tmp_path / "donor")], capsys)
+    assert f"--init-from {tmp_path / 'donor'} does not fit this policy" in line
+
+
+def test_cli_refuses_to_overwrite_and_resume_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    main(tiny_flags("ppo", out))
+    line = one_line_error(tiny_flags("ppo", out), capsys)
+    assert "already holds a run; pass --resume to continue it, --overwrite" in line
+    line = one_line_error(
+        [*tiny_flags("ppo", out, iterations=2), "--resume", "--seed", "7"], capsys
+    )
+    assert "--resume would change what the run is (seed: 0 in the run, 7 now)" in line
+    line = one_line_error([*tiny_flags("ppo_pp", out, iterations=2), "--resume"], capsys)
+    assert "the run in" in line and "is ppo, not ppo_pp" in line
+    # --resume with no other flag continues the run with its own settings
+    main(["--algo", "ppo", "--output-dir", str(out), "--resume", "--total-iterations", "2"])
+    assert load_checkpoint(out)[2]["resumed"][0]["changed"] == {"total_iterations": [1, 2]}
+    main([*tiny_flags("ppo", out), "--overwrite", "--seed", "3"])
+    assert load_checkpoint(out)[2]["seed"] == 3 and "resumed" not in load_checkpoint(out)[2]
+
+
+def test_cli_divergence_is_one_line_and_debug_shows_the_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = [*tiny_flags("ppo", tmp_path / "run", iterations=3), "--learning-rate", "1e12"]
+    line = one_line_error(flags, capsys, status=1)
+    assert "training diverged at iteration 0" in line
+    from agents.trainer import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged):
+        main([*flags, "--overwrite", "--debug"])
