@@ -19,6 +19,7 @@ on both would give π's own samples a baseline inflated by the guide's returns.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -48,6 +49,12 @@ def right_align(
     """
     order = torch.argsort(1 - attention_mask.long(), dim=-1, stable=True)  # (B, T)
     return input_ids.gather(-1, order), attention_mask.gather(-1, order)
+
+
+def _accepts(model: PreTrainedModel, keyword: str) -> bool:
+    """Whether the forward of ``model`` (looked through a peft wrapper) takes ``keyword``."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return keyword in inspect.signature(base.forward).parameters
 
 
 def _hidden_size(model: PreTrainedModel) -> int:
@@ -124,15 +131,20 @@ class ActorCritic(nn.Module):
                 use_cache=False,
             )
             return out.logits, out.decoder_hidden_states[-1] if hidden else None
+        g = input_ids.shape[1] - prompt_width
+        # Logits only where they are used: columns P-1 .. P+G-1 (issue #9); the prompt's
+        # P-1 columns would cost a (P-1) x V projection and its memory for nothing.
+        extra = {"logits_to_keep": g + 1} if _accepts(model, "logits_to_keep") else {}
         out = model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids(attention_mask),
             output_hidden_states=hidden,
             use_cache=False,
+            **extra,
         )
-        span = slice(prompt_width - 1, input_ids.shape[1] - 1)  # columns P-1 .. P+G-2
-        return out.logits[:, span], out.hidden_states[-1][:, span] if hidden else None
+        logits = out.logits[:, -(g + 1) : -1]  # (B, G, V): columns P-1 .. P+G-2
+        return logits, out.hidden_states[-1][:, prompt_width - 1 : -1] if hidden else None
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int

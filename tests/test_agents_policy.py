@@ -1,0 +1,52 @@
+"""ActorCritic (agents.policy) on a causal LM: its logits and values are the model's own at
+the right columns, with and without the logits_to_keep shortcut."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import textgen_env  # noqa: F401  (registers the ids)
+from agents.build import TOY_MODEL
+from agents.engine import Plan, collect
+from agents.learner import LearnerPolicy
+from agents.policy import ActorCritic, _accepts, position_ids
+from textgen_env.models import tiny_causal_lm
+
+
+class NoKeep(torch.nn.Module):
+    """The same LM behind a forward without ``logits_to_keep`` (an older or custom model)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.config = model, model.config
+
+    def forward(self, input_ids, attention_mask, position_ids, output_hidden_states, use_cache):  # type: ignore[no-untyped-def]
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids, output_hidden_states=output_hidden_states,
+                          use_cache=use_cache)  # fmt: skip
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["logits_to_keep", "full_logits"])
+def test_causal_logits_and_values_at_the_generated_columns(wrap: bool) -> None:
+    model = tiny_causal_lm(11, seed=3, **TOY_MODEL).eval()
+    envs = gym.make_vec(
+        "textgen_env/Reverse-v0", num_envs=6, vectorization_mode="vector_entry_point"
+    )
+    envs.reset(seed=0)
+    learner = LearnerPolicy(model, eos_token_id=1, vocab_limit=11, top_k=0, temperature=1.0)
+    r = collect(envs, learner, None, Plan(), np.random.default_rng(0))
+    ac = ActorCritic(NoKeep(model) if wrap else model)
+    assert _accepts(ac.model, "logits_to_keep") is not wrap
+    with torch.no_grad():
+        logits, values = ac(r.input_ids, r.attention_mask, r.prompt_width)
+        positions = position_ids(r.attention_mask)
+        full = model(input_ids=r.input_ids, attention_mask=r.attention_mask,
+                     position_ids=positions, output_hidden_states=True)  # fmt: skip
+    p, g = r.prompt_width, r.tokens.shape[1]
+    assert logits.shape == (6, g, 11) and values.shape == (6, g, 2)
+    torch.testing.assert_close(logits, full.logits[:, p - 1 : p + g - 1], rtol=1e-5, atol=1e-5)
+    hidden = full.hidden_states[-1][:, p - 1 : p + g - 1]
+    torch.testing.assert_close(values, ac.value_head(hidden), rtol=1e-5, atol=1e-5)
