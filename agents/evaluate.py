@@ -5,6 +5,13 @@ the env, so rewards are the env's, then the task's metric suite
 (:func:`textgen_env.metrics.compute_metrics`). Prints a table and writes JSON with every
 generation. A "no training" checkpoint (``agents.train --total-iterations 0``) gives the
 zero-shot row.
+
+Everything that can be refused is checked before the policy is built and the episodes run:
+the counts, the env id (a toy task's policy runs only on its own task, whose vocabulary it
+speaks; a real task's policy on any real task, since they share the tokenizer), the prompt
+file (each line a JSON object with the task's fields), the checkpoint and, on the command
+line, the ``--output`` location. :func:`evaluate` raises ``ValueError``/``OSError``
+subclasses for these; the command line prints each as one line (``--debug``: the traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -20,13 +28,30 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from datasets.exceptions import DatasetGenerationError
 
-from agents.algorithms import config_from_dict
-from agents.build import build_learner, is_toy, load_policy
+from agents.build import build_learner, is_toy
+from agents.cli_common import (
+    add_debug_flag,
+    check_writable,
+    one_line,
+    read_checkpoint,
+    reported_errors,
+    restore_policy,
+)
 from textgen_env.metrics import compute_metrics
 from textgen_env.oracles import roll_out
+from textgen_env.tasks import task_module
+from textgen_env.tasks.data import SPLITS
 
-__all__ = ["METRICS", "evaluate", "main"]
+__all__ = [
+    "METRICS",
+    "check_env_ids",
+    "check_output_file",
+    "check_prompt_file",
+    "evaluate",
+    "main",
+]
 
 # env id -> metric-suite options (the reward is always reported as task_reward).
 METRICS: dict[str, dict[str, Any]] = {
@@ -39,6 +64,121 @@ METRICS: dict[str, dict[str, Any]] = {
 }
 
 
+def _check_known(env_id: str) -> None:
+    if env_id not in METRICS:
+        raise ValueError(f"unknown env id {env_id!r}; choose from {', '.join(sorted(METRICS))}")
+
+
+def check_env_ids(trained_on: str, env_id: str) -> None:
+    """Raise ``ValueError`` unless a policy trained on ``trained_on`` can run on ``env_id``.
+
+    Each toy task has its own small vocabulary, so a toy task's policy runs only on that task
+    and a real task's policy not on a toy task; the real tasks share the SmolLM2 tokenizer
+    (and a run's own model brings its tokenizer to any real task).
+    """
+    _check_known(env_id)
+    if env_id != trained_on and (is_toy(env_id) or is_toy(trained_on)):
+        raise ValueError(
+            f"the policy was trained on {trained_on} and cannot be evaluated on {env_id}: each "
+            "toy task has its own vocabulary, so a toy task's policy runs only on its own task "
+            "and a real task's policy only on the real tasks"
+        )
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, for messages."""
+    kinds = {list: "an array", str: "a string", bool: "true/false", type(None): "null"}
+    if isinstance(value, bool):
+        return kinds[bool]
+    return "a number" if isinstance(value, int | float) else kinds.get(type(value), "a value")
+
+
+def _json_rows(text: str, path: str | os.PathLike[str]) -> tuple[list[dict], list[str]]:
+    """The rows of a JSONL text (or of one JSON array) and where each is ("line 3")."""
+    stripped = text.strip()
+    if stripped.startswith("["):  # one JSON array of objects, as ``datasets`` also reads
+        try:
+            items = json.loads(stripped)
+        except json.JSONDecodeError:
+            items = None
+        if isinstance(items, list):
+            for i, item in enumerate(items, 1):
+                if not isinstance(item, dict):
+                    raise ValueError(
+                        f"prompt file {path} item {i} is {_kind(item)}, not a JSON object"
+                    )
+            return items, [f"item {i}" for i in range(1, len(items) + 1)]
+    rows, where = [], []
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON allows U+2028
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"prompt file {path} line {n} is not valid JSON ({err.msg} at column {err.colno})"
+            ) from err
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"prompt file {path} line {n} is {_kind(row)}, not a JSON object with the "
+                "task's fields"
+            )
+        rows.append(row)
+        where.append(f"line {n}")
+    return rows, where
+
+
+def check_prompt_file(path: str | os.PathLike[str], env_id: str) -> int:
+    """Check that ``path`` holds prompts of ``env_id``'s task; return how many rows it has.
+
+    The file is JSON Lines (or one JSON array) of objects with the task's fields, as the
+    task's ``records_to_prompts`` reads them (IMDB: ``text``; CommonGen: ``concepts`` and
+    ``references``; TL;DR: ``subreddit``, ``title``, ``post``, ``summary``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: Naming the file, the line and the problem: not a file, not UTF-8, a line
+            that is not JSON or not an object, a missing or mistyped field, no rows.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"prompt file {path} does not exist")
+    if not file.is_file():
+        raise ValueError(f"prompt file {path} is not a file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"prompt file {path} is not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from err
+    rows, where = _json_rows(text, path)
+    if not rows:
+        raise ValueError(f"prompt file {path} holds no prompts")
+    try:
+        task_module(env_id).records_to_prompts(rows)
+    except (TypeError, ValueError) as err:
+        message = str(err)
+        row = re.match(r"\S+ row (\d+)(?=[\s:])", message)  # "IMDB row 3 has no field ..."
+        if row is None or int(row.group(1)) >= len(where):
+            raise ValueError(f"prompt file {path}: {message}") from err
+        raise ValueError(
+            f"prompt file {path} {where[int(row.group(1))]}{message[row.end() :]}"
+        ) from err
+    return len(rows)
+
+
+def _check_counts(num_samples: int | None, batch_size: int, seed: int) -> None:
+    for name, flag, value, least in (
+        ("num_samples", "--num-samples", num_samples, 1),
+        ("batch_size", "--batch-size", batch_size, 1),
+        ("seed", "--seed", seed, 0),
+    ):
+        if value is None and name == "num_samples":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise ValueError(f"{name} ({flag}) must be an integer >= {least}, got {value!r}")
+
+
 def evaluate(
     checkpoint: str,
     *,
@@ -49,28 +189,41 @@ def evaluate(
     batch_size: int = 32,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Generate once per prompt (in order) and return ``{"metrics": ..., "samples": [...]}``."""
-    ac, tokenizer, config = load_policy(checkpoint)
-    cfg = config_from_dict(config)
+    """Generate once per prompt (in order) and return ``{"metrics": ..., "samples": [...]}``.
+
+    Raises:
+        ValueError: A count below 1 (``seed`` below 0); an unknown env id or one the policy
+            cannot run on (:func:`check_env_ids`); ``prompts`` for a toy task or a prompt
+            file with a bad line (:func:`check_prompt_file`); an unknown split.
+        FileNotFoundError: No checkpoint or prompt file at the path.
+        CheckpointError: Every checkpoint there is damaged, or it does not fit its config.
+    """
+    _check_counts(num_samples, batch_size, seed)
+    if env_id is not None:
+        _check_known(env_id)  # before reading the checkpoint
+    policy_state, config, cfg = read_checkpoint(checkpoint)
     env_id = env_id or cfg.env_id
-    if env_id not in METRICS:
-        raise ValueError(f"unknown env id {env_id!r}; choose from {sorted(METRICS)}")
+    check_env_ids(cfg.env_id, env_id)
     kwargs: dict[str, Any] = {"split": split}
     if prompts is not None:
         if is_toy(env_id):
             raise ValueError(f"{env_id} generates its prompts; --prompts needs a data task")
-        if not Path(prompts).is_file():
-            raise FileNotFoundError(f"prompt file {prompts} does not exist")
+        check_prompt_file(prompts, env_id)
         kwargs["source"] = prompts
+    elif not is_toy(env_id) and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} of {env_id}; use one of {', '.join(SPLITS)}")
+    ac, tokenizer = restore_policy(cfg, policy_state, checkpoint)
     if not is_toy(env_id):
         kwargs["tokenizer"] = tokenizer
-    envs = gym.make_vec(
-        env_id, num_envs=batch_size, vectorization_mode="vector_entry_point", **kwargs
-    ).unwrapped
+    try:
+        envs = gym.make_vec(
+            env_id, num_envs=batch_size, vectorization_mode="vector_entry_point", **kwargs
+        ).unwrapped
+    except DatasetGenerationError as err:  # a file our check passed but datasets cannot read
+        cause = err.__cause__ or err
+        raise ValueError(f"prompt file {prompts} could not be read: {one_line(cause)}") from err
     task = envs.task
     n = task.num_prompts if num_samples is None else min(num_samples, task.num_prompts)
-    if n < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     learner = build_learner(ac, tokenizer, cfg)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -114,6 +267,22 @@ def evaluate(
     }
 
 
+def check_output_file(path: str | os.PathLike[str]) -> None:
+    """Raise unless the result JSON can be written at ``path`` (checked before evaluating).
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory.
+        NotADirectoryError: A component above it is a file.
+        PermissionError: The folder it would go into is not writable.
+    """
+    if Path(path).is_dir():
+        raise IsADirectoryError(
+            f"cannot write --output {path}: it is a directory (name a file, e.g. "
+            f"{Path(path) / 'eval.json'})"
+        )
+    check_writable(path, "--output")
+
+
 def _write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -124,7 +293,12 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line, evaluate, print the table and write the JSON."""
+    """Parse the command line, evaluate, print the table and write the JSON.
+
+    An expected error (see the module doc) ends the program with one line on stderr,
+    ``python -m agents.evaluate: error: ...``, and exit status 2; ``--debug`` shows its
+    traceback instead.
+    """
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
     parser.add_argument("--env-id", help="env to evaluate on (default: the run's)")
@@ -134,23 +308,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="episodes per batch")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--output", help="write the results (with generations) to this JSON")
+    add_debug_flag(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+    with reported_errors(parser, debug=args.debug):
+        if args.output:
+            check_output_file(args.output)  # before the (possibly long) evaluation
         result = evaluate(
             args.checkpoint, env_id=args.env_id, split=args.split, prompts=args.prompts,
             num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as err:
-        parser.error(str(err))
-    print(f"{result['env_id']} · {result['split']} · {result['num_samples']} prompts · "
-          f"{result['algo']} @ {result['checkpoint']}")  # fmt: skip
-    for name, value in result["metrics"].items():
-        print(f"  {name:<24}{value:>12.4f}")
-    for s in result["samples"][:3]:
-        print(f"  ▸ {s['prompt']!r} → {s['generation']!r} (reward {s['reward']:.3f})")
-    if args.output:
-        _write_json(Path(args.output), result)
-        print(f"wrote {args.output}")
+        print(f"{result['env_id']} · {result['split']} · {result['num_samples']} prompts · "
+              f"{result['algo']} @ {result['checkpoint']}")  # fmt: skip
+        for name, value in result["metrics"].items():
+            print(f"  {name:<24}{value:>12.4f}")
+        for s in result["samples"][:3]:
+            print(f"  ▸ {s['prompt']!r} → {s['generation']!r} (reward {s['reward']:.3f})")
+        if args.output:
+            _write_json(Path(args.output), result)
+            print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
