@@ -130,7 +130,7 @@ def build_policy(cfg: TrainConfig) -> tuple[ActorCritic, Any, TextGenVectorEnv]:
             r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules="all-linear"
         )
         model = get_peft_model(model, lora)
-    ac = ActorCritic(model, separate_critic=cfg.separate_critic).to(cfg.device)
+    ac = ActorCritic(model, separate_critic=cfg.separate_critic, bf16=cfg.bf16).to(cfg.device)
     return ac, tokenizer, envs
 
 
@@ -142,6 +142,7 @@ def build_learner(ac: ActorCritic, tokenizer: Any, cfg: TrainConfig) -> LearnerP
         vocab_limit=len(tokenizer),
         top_k=cfg.top_k,
         temperature=cfg.temperature,
+        bf16=cfg.bf16,
     )
 
 

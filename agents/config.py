@@ -81,6 +81,9 @@ class TrainConfig:
     TensorBoard every this many iterations (0 = never)."""
     device: str = "cpu"
     """Torch device for the policy ("cpu", "cuda", ...)."""
+    bf16: bool = False
+    """Run the LM passes (sampling, scoring, update) under bf16 autocast: several times faster
+    on GPUs and on CPUs with avx512_bf16; weights, optimizer and losses stay fp32."""
 
     def __post_init__(self) -> None:
         if isinstance(self.total_iterations, bool) or self.total_iterations < 0:

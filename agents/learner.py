@@ -37,6 +37,7 @@ class LearnerPolicy:
             ``len(tokenizer)``; ``None`` allows every id.
         top_k: Top-k filter (0 = full softmax).
         temperature: Sampling temperature.
+        bf16: Sample under bf16 autocast.
     """
 
     def __init__(
@@ -47,8 +48,10 @@ class LearnerPolicy:
         vocab_limit: int | None,
         top_k: int,
         temperature: float,
+        bf16: bool = False,
     ) -> None:
         self.model = model
+        self.bf16 = bool(bf16)
         self.seq2seq = is_encoder_decoder(model)
         self.eos_token_id = int(eos_token_id)
         self.sampling = dict(top_k=top_k, temperature=temperature, vocab_limit=vocab_limit)
@@ -66,17 +69,27 @@ class LearnerPolicy:
             return out
         budgets = [int(num_tokens[i]) for i in rows]
         common = dict(eos_token_ids=[self.eos_token_id], generator=generator, **self.sampling)
-        if self.seq2seq:  # encoder: the prompt (right-padded); decoder: the completion so far
-            ids, mask = _padded([states[i].prompt_ids for i in rows], "right", device)
-            prefixes = [list(states[i].generated_ids) for i in rows]
-            sampled = sample_seq2seq(self.model, ids, mask, prefixes, budgets, **common)
-        else:  # causal: prompt + completion so far, left-padded
-            contexts = [states[i].prompt_ids + states[i].generated_ids for i in rows]
-            ids, mask = _padded(contexts, "left", device)
-            sampled = sample(self.model, ids, mask, budgets, **common)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            sampled = self._sample(states, rows, budgets, common, device)
         for i, tokens in zip(rows, sampled, strict=True):
             out[i] = tuple(tokens)
         return out
+
+    def _sample(
+        self,
+        states: Sequence[TextState],
+        rows: list[int],
+        budgets: list[int],
+        common: dict[str, Any],
+        device: torch.device,
+    ) -> list[list[int]]:
+        if self.seq2seq:  # encoder: the prompt (right-padded); decoder: the completion so far
+            ids, mask = _padded([states[i].prompt_ids for i in rows], "right", device)
+            prefixes = [list(states[i].generated_ids) for i in rows]
+            return sample_seq2seq(self.model, ids, mask, prefixes, budgets, **common)
+        contexts = [states[i].prompt_ids + states[i].generated_ids for i in rows]  # causal
+        ids, mask = _padded(contexts, "left", device)
+        return sample(self.model, ids, mask, budgets, **common)
 
 
 def _padded(

@@ -75,6 +75,8 @@ class ActorCritic(nn.Module):
             adapter-disabled base when ``model`` is a LoRA model, otherwise a frozen copy of
             the initial ``model`` (the one extra LM copy PPO needs). Pass the guide's model
             here when guide and reference are the same model, to share it.
+        bf16: Run the LM passes under bf16 autocast (weights and value head stay fp32; log-probs
+            are computed in fp32).
     """
 
     def __init__(
@@ -83,9 +85,11 @@ class ActorCritic(nn.Module):
         *,
         separate_critic: bool = False,
         reference: PreTrainedModel | None = None,
+        bf16: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
+        self.bf16 = bool(bf16)
         self.seq2seq = is_encoder_decoder(model)
         if reference is not None and is_encoder_decoder(reference) != self.seq2seq:
             raise ValueError("reference and model must both be causal or both encoder-decoder")
@@ -108,6 +112,19 @@ class ActorCritic(nn.Module):
         return self._reference[0]
 
     def _run(
+        self,
+        model: PreTrainedModel,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_width: int,
+        hidden: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_forward`, under bf16 autocast when ``self.bf16``."""
+        dtype = torch.bfloat16
+        with torch.autocast(input_ids.device.type, dtype=dtype, enabled=self.bf16):
+            return self._forward(model, input_ids, attention_mask, prompt_width, hidden)
+
+    def _forward(
         self,
         model: PreTrainedModel,
         input_ids: torch.Tensor,

@@ -50,3 +50,21 @@ def test_causal_logits_and_values_at_the_generated_columns(wrap: bool) -> None:
     torch.testing.assert_close(logits, full.logits[:, p - 1 : p + g - 1], rtol=1e-5, atol=1e-5)
     hidden = full.hidden_states[-1][:, p - 1 : p + g - 1]
     torch.testing.assert_close(values, ac.value_head(hidden), rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_autocast_is_close_to_fp32_and_trains(tmp_path: object) -> None:
+    """``bf16=True``: the LM passes run in bf16, log-probs stay fp32, a run trains."""
+    from agents.ppo import PPOConfig
+    from agents.trainer import run
+
+    model = tiny_causal_lm(11, seed=3, **TOY_MODEL).eval()
+    ids = torch.tensor([[0, 3, 4, 5, 6, 2, 7]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        fp32 = ActorCritic(model)(ids, mask, 3)[0]
+        bf16 = ActorCritic(model, bf16=True)(ids, mask, 3)[0]
+    assert bf16.dtype == torch.bfloat16 and fp32.dtype == torch.float32
+    torch.testing.assert_close(bf16.float(), fp32, rtol=0.05, atol=0.05)
+    cfg = PPOConfig(total_iterations=2, batch_size=4, minibatch_size=2, update_epochs=1,
+                    learning_rate=1e-3, top_k=0, bf16=True, output_dir=str(tmp_path))  # fmt: skip
+    run(cfg, "ppo")  # the divergence guard would stop a run with non-finite losses
