@@ -1,7 +1,7 @@
 """agents: PPO and the guided family (PPO++, AggreVaTeD, LOLS, D2LOLS) plus BC.
 
 Command lines: ``python -m agents.train``, ``python -m agents.evaluate``,
-``python -m agents.demo``.
+``python -m agents.export``, ``python -m agents.demo``.
 
 Map of the package (where to look for what):
 
@@ -32,4 +32,7 @@ Map of the package (where to look for what):
   algorithm module; presets and the tyro command line in :mod:`agents.cli`.
 * **Checkpoints** — :mod:`agents.checkpoint`; TensorBoard sample tables —
   :mod:`agents.samples`.
+* **Using a trained policy** — :mod:`agents.evaluate` (metrics on a split or a prompt file),
+  :mod:`agents.export` (the LM as a Hugging Face model folder); what their command lines share
+  (checkpoint reading, output checks, one-line errors) in :mod:`agents.cli_common`.
 """
