@@ -9,14 +9,16 @@ zero-shot row.
 Everything that can be refused is checked before the policy is built and the episodes run:
 the counts, the env id (a toy task's policy runs only on its own task, whose vocabulary it
 speaks; a real task's policy on any real task, since they share the tokenizer), the prompt
-file (each line a JSON object with the task's fields), the checkpoint and, on the command
-line, the ``--output`` location. :func:`evaluate` raises ``ValueError``/``OSError``
-subclasses for these; the command line prints each as one line (``--debug``: the traceback).
+file (each line a JSON object with the task's fields), the checkpoint, the device
+(``--device`` replaces the run's) and, on the command line, the ``--output`` location.
+:func:`evaluate` raises ``ValueError``/``OSError`` subclasses for these; the command line
+prints each as one line (``--debug``: the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from datasets.exceptions import DatasetGenerationError
 
-from agents.build import build_learner, is_toy
+from agents.build import RunSetupError, build_learner, check_setup, is_toy
 from agents.cli_common import (
     add_debug_flag,
     check_writable,
@@ -188,13 +190,18 @@ def evaluate(
     num_samples: int | None = None,
     batch_size: int = 32,
     seed: int = 0,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Generate once per prompt (in order) and return ``{"metrics": ..., "samples": [...]}``.
+
+    ``device`` replaces the run's torch device (a run trained on "cuda" evaluates on a machine
+    without one with ``device="cpu"``).
 
     Raises:
         ValueError: A count below 1 (``seed`` below 0); an unknown env id or one the policy
             cannot run on (:func:`check_env_ids`); ``prompts`` for a toy task or a prompt
-            file with a bad line (:func:`check_prompt_file`); an unknown split.
+            file with a bad line (:func:`check_prompt_file`); an unknown split; a device
+            that is not available here (:class:`~agents.build.RunSetupError`).
         FileNotFoundError: No checkpoint or prompt file at the path.
         CheckpointError: Every checkpoint there is damaged, or it does not fit its config.
     """
@@ -202,6 +209,13 @@ def evaluate(
     if env_id is not None:
         _check_known(env_id)  # before reading the checkpoint
     policy_state, config, cfg = read_checkpoint(checkpoint)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    try:
+        check_setup(cfg)
+    except RunSetupError as err:
+        hint = "" if device else " (the run's device; --device cpu evaluates on the CPU)"
+        raise RunSetupError(f"{err}{hint}") from err
     env_id = env_id or cfg.env_id
     check_env_ids(cfg.env_id, env_id)
     kwargs: dict[str, Any] = {"split": split}
@@ -307,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-samples", type=int, help="evaluate the first N prompts")
     parser.add_argument("--batch-size", type=int, default=32, help="episodes per batch")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--device", help="torch device to evaluate on (default: the run's)")
     parser.add_argument("--output", help="write the results (with generations) to this JSON")
     add_debug_flag(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -316,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         result = evaluate(
             args.checkpoint, env_id=args.env_id, split=args.split, prompts=args.prompts,
             num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
+            device=args.device,
         )  # fmt: skip
         print(f"{result['env_id']} · {result['split']} · {result['num_samples']} prompts · "
               f"{result['algo']} @ {result['checkpoint']}")  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import agents.evaluate as evaluate_module
 from agents.checkpoint import CheckpointError, latest_checkpoint
@@ -398,3 +399,21 @@ def test_the_command_line_prints_one_line_or_with_debug_the_traceback(tmp_path: 
     assert debug.returncode == 1
     assert debug.stderr.startswith("Traceback")
     assert "FileNotFoundError: checkpoint" in debug.stderr
+
+
+# ----------------------------------------------------------------------------- --device
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_run_on_a_machine_without_cuda(
+    toy_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy, ckpt = copy_run(toy_run, tmp_path)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps(config | {"device": "cuda"}))
+    assert cli_error(["--checkpoint", str(copy)], capsys) == (
+        "device 'cuda': no CUDA device is available here (the run's device; --device cpu "
+        "evaluates on the CPU)"
+    )
+    main(["--checkpoint", str(copy), "--device", "cpu", "--num-samples", "2", "--batch-size", "2"])
+    assert "2 prompts" in capsys.readouterr().out

@@ -5,6 +5,7 @@ policy's logits; the tokenizer of a real task; adapter-only; refused output fold
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -275,3 +276,12 @@ def test_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "out").exists()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main([*argv, "--debug"])
+
+
+def test_a_run_trained_on_cuda_exports_on_the_cpu(runs: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(runs["causal"], copy)
+    config_file = latest_checkpoint(copy) / "config.json"
+    config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"device": "cuda"}))
+    out = export(copy, tmp_path / "export")
+    assert_same_logits(runs["causal"], load_outside(out, tmp_path))
