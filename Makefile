@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format venv clean bench
+.PHONY: demo test lint format venv clean bench perf trl-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,18 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
+
+# TRL in its own venv (never in the project's): the side-by-side rows of benchmarks/perf.py.
+TRL_VENV := .venv-trl
+$(TRL_VENV)/.installed: constraints.txt
+	test -x $(TRL_VENV)/bin/python || $(PYTHON) -m venv $(TRL_VENV)
+	$(TRL_VENV)/bin/python -m pip install -q -c constraints.txt torch==2.13.0 trl==1.12.0
+	touch $@
+
+trl-venv: $(TRL_VENV)/.installed
+
+perf: $(STAMP) trl-venv
+	$(PY) -m benchmarks.perf
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,340 @@
+"""Performance report (issue #9): ``python -m benchmarks.perf [--device cpu|cuda]``.
+
+Writes ``benchmarks/results/perf.md`` and ``perf.json`` with, measured in one run:
+
+1. the machine: CPU, cores, torch threads, library versions, and what the hardware allows
+   (fp32 and bf16 matmul throughput, memory bandwidth);
+2. env-only steps/s at N = 64 (IMDB-shaped: 64 prompt + 48 new tokens, 49,152-token vocab);
+3. roll-out through env + agent (:class:`agents.learner.LearnerPolicy` and
+   :func:`textgen_env.oracles.roll_out`) vs ``model.generate``: SmolLM2, batch 16, 48 new
+   tokens, top-k 50;
+4. restart cost against the length L of the state restarted from (one token from each);
+5. seconds per training iteration split into generation / reward / update, and peak RSS, of
+   ``python -m agents.train`` on IMDB-v0 (batch 16, one epoch over one minibatch of 16):
+   PPO, PPO++ and AggreVaTeD in fp32, PPO under bf16 autocast and with LoRA;
+6. TRL's PPO on the same job (``benchmarks/trl_ppo.py`` in ``.venv-trl``, ``make
+   trl-venv``), with the two ratios; if TRL cannot run, the report says why.
+
+Each row states the hardware bound beside it: the FLOPs of the passes at the measured matmul
+throughput, or the bytes of weights read per decoding step at the measured bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import textgen_env
+from agents.learner import LearnerPolicy
+from textgen_env import Prompt, TextGenVectorEnv
+from textgen_env.models import default_model_dir, load_causal_lm
+from textgen_env.oracles import roll_out
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results"
+DATA = Path(textgen_env.__file__).parent / "data" / "imdb" / "test.jsonl"
+TRL_PYTHON = ROOT / ".venv-trl" / "bin" / "python"
+BATCH, NEW, PROMPT = 16, 48, 64
+
+
+def machine(device: str) -> dict:
+    """CPU/GPU, versions, matmul GFLOPS (fp32, bf16) and memory bandwidth (GB/s)."""
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    ) if Path("/proc/cpuinfo").exists() else platform.processor()  # fmt: skip
+    flops = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(2048, 2048, device=device, dtype=dtype)
+        times = []
+        for _ in range(6):
+            t0 = time.perf_counter()
+            a @ a
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        flops[str(dtype).split(".")[1]] = 2 * 2048**3 / statistics.median(times[1:]) / 1e9
+    big = torch.empty(64 * 2**20, device=device)  # 256 MB
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        big.clone()
+        times.append(time.perf_counter() - t0)
+    bandwidth = 2 * big.numel() * 4 / statistics.median(times[1:]) / 1e9  # read + write
+    return {
+        "device": device, "cpu": cpu, "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "matmul_gflops": flops, "memory_gb_per_s": bandwidth,
+    }  # fmt: skip
+
+
+def env_only() -> float:
+    """Env steps/s at N = 64 with an IMDB-shaped task (benchmarks/env_throughput.py)."""
+    from benchmarks.env_throughput import env_only as steps_per_s
+    from benchmarks.env_throughput import imdb_shaped_envs
+
+    return steps_per_s(imdb_shaped_envs(64), steps=2000)
+
+
+def imdb_envs(tok, n: int) -> TextGenVectorEnv:
+    rows = [json.loads(line) for line in DATA.read_text().splitlines()][:n]
+    return TextGenVectorEnv(
+        n, tok, [Prompt(r["text"]) for r in rows], lambda p, c, r: [0.0] * len(c),
+        max_new_tokens=NEW, max_prompt_tokens=PROMPT, prompt_truncation="left",
+    )  # fmt: skip
+
+
+def rollout_vs_generate(model, tok, device: str, repeats: int = 3) -> dict:
+    """Env + agent roll-out vs ``model.generate``: same prompts, 48 tokens, top-k 50."""
+    envs = imdb_envs(tok, BATCH)
+    states = [envs.task.initial_state(i) for i in range(BATCH)]
+    learner = LearnerPolicy(model, eos_token_id=tok.eos_token_id, vocab_limit=len(tok),
+                            top_k=50, temperature=1.0)  # fmt: skip
+    width = max(len(s.prompt_ids) for s in states)
+    ids = torch.full((BATCH, width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((BATCH, width), dtype=torch.long)
+    for i, s in enumerate(states):
+        ids[i, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
+        mask[i, width - len(s.prompt_ids) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    ours, theirs, tok_ours, tok_theirs = [], [], [], []
+    for r in range(repeats + 1):  # the first round warms up
+        envs.reset(seed=r)
+        t0 = time.perf_counter()
+        final, _ = roll_out(envs, learner, states, np.random.default_rng(r))
+        t1 = time.perf_counter()
+        torch.manual_seed(r)
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=50,
+                                 max_new_tokens=NEW, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id)  # fmt: skip
+        t2 = time.perf_counter()
+        if r:
+            ours.append(t1 - t0)
+            theirs.append(t2 - t1)
+            tok_ours.append(sum(len(s.generated_ids) for s in final))
+            tok_theirs.append(int((out[:, width:] != tok.pad_token_id).sum()))
+    per_token = [
+        (o / a) / (t / b) for o, t, a, b in zip(ours, theirs, tok_ours, tok_theirs, strict=True)
+    ]
+    return {
+        "env_rollout_seconds": ours, "generate_seconds": theirs,
+        "env_tokens": tok_ours, "generate_tokens": tok_theirs,
+        "time_ratio_median": statistics.median(o / t for o, t in zip(ours, theirs, strict=True)),
+        "per_token_ratio_median": statistics.median(per_token),
+    }  # fmt: skip
+
+
+def restart_cost(model, tok, lengths=(0, 8, 16, 32, 47)) -> list[dict]:
+    """Seconds to restart 16 episodes at states of L generated tokens and sample one token
+    (one prefill of P + L tokens each)."""
+    envs = imdb_envs(tok, BATCH)
+    starts = [envs.task.initial_state(i) for i in range(BATCH)]
+    filler = tok.encode(" and the film was", add_special_tokens=False)
+    learner = LearnerPolicy(model, eos_token_id=tok.eos_token_id, vocab_limit=len(tok),
+                            top_k=50, temperature=1.0)  # fmt: skip
+    rows = []
+    for length in lengths:
+        gen = tuple((filler * 20)[:length])
+        states = [s.__class__(s.task_id, s.prompt_index, s.prompt_ids, gen, s.references)
+                  for s in starts]  # fmt: skip
+        times = []
+        for r in range(4):
+            envs.reset(seed=r)
+            t0 = time.perf_counter()
+            learner.act(states, [1] * BATCH, np.random.default_rng(r))
+            times.append(time.perf_counter() - t0)
+        rows.append({"generated_tokens": length, "seconds": statistics.median(times[1:])})
+    return rows
+
+
+def train_iteration(flags: list[str], iterations: int = 4) -> dict:
+    """Median seconds per ``agents.train`` iteration (warm-up dropped), split, + peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = (
+            "import atexit, resource, runpy, sys\n"
+            "atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage("
+            "resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+            "sys.argv = ['agents.train'] + sys.argv[1:]\n"
+            "runpy.run_module('agents.train', run_name='__main__')\n"
+        )
+        cmd = [sys.executable, "-c", code, *flags, "--total-iterations", str(iterations),
+               "--checkpoint-every", "1000", "--output-dir", f"{tmp}/run"]  # fmt: skip
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            return {"error": done.stderr.strip().splitlines()[-1]}
+        peak = next(int(line.split()[1]) for line in done.stderr.splitlines()
+                    if line.startswith("PEAK_RSS_KB"))  # fmt: skip
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(f"{tmp}/run/tb", size_guidance={"scalars": 0})
+        acc.Reload()
+        parts = {p: [e.value for e in acc.Scalars(f"time/{p}")][1:]
+                 for p in ("generation", "reward", "update")}  # fmt: skip
+    total = [sum(v) for v in zip(*parts.values(), strict=True)]
+    return {
+        "seconds": statistics.median(total),
+        **{p: statistics.median(v) for p, v in parts.items()},
+        "peak_rss_bytes": peak * 1024,
+    }
+
+
+def trl_iteration(iterations: int = 4, checkpointing: bool = True) -> dict:
+    """TRL's PPO on the same job, in its own venv (benchmarks/trl_ppo.py); TRL's defaults
+    include activation checkpointing."""
+    if not TRL_PYTHON.exists():
+        return {"error": f"{TRL_PYTHON} does not exist: build it with `make trl-venv`"}
+    script = ROOT / "benchmarks" / "trl_ppo.py"
+    cmd = [str(TRL_PYTHON), str(script), "--model", str(default_model_dir()),
+           "--prompts", str(DATA), "--iterations", str(iterations)]  # fmt: skip
+    cmd += [] if checkpointing else ["--no-gradient-checkpointing"]
+    done = subprocess.run(cmd, cwd="/tmp", capture_output=True, text=True)
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1][:300]}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    seconds = result["seconds_per_iteration"]
+    return {"seconds": statistics.median(seconds[1:]), "all": seconds,
+            "peak_rss_bytes": result["peak_rss_bytes"]}  # fmt: skip
+
+
+def bounds(hw: dict, n_params: int) -> dict:
+    """Hardware lower bounds of the job at the measured throughput and bandwidth."""
+    fp32, bf16 = hw["matmul_gflops"]["float32"] * 1e9, hw["matmul_gflops"]["bfloat16"] * 1e9
+    tokens = BATCH * (PROMPT + NEW)
+    update = 3 * 2 * n_params * tokens  # forward + backward of π on the batch
+    score = 2 * (2 * n_params * tokens)  # no-grad forwards of π (+ values) and π_ref
+    decode_bytes = 4 * n_params * NEW  # fp32 weights read once per decoding step
+    return {
+        "update_seconds_fp32": update / fp32,
+        "update_seconds_bf16": update / bf16,
+        "score_seconds_fp32": score / fp32,
+        "generation_seconds_fp32": decode_bytes / (hw["memory_gb_per_s"] * 1e9),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--iterations", type=int, default=4, help="per training row")
+    parser.add_argument("--skip-trl", action="store_true")
+    args = parser.parse_args()
+    hw = machine(args.device)
+    print(json.dumps(hw, indent=1))
+    report: dict = {"machine": hw, "env_steps_per_s": env_only()}
+    model, tok = load_causal_lm(device=args.device)
+    model.eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    report["bounds"] = bounds(hw, n_params)
+    report["rollout_vs_generate"] = rollout_vs_generate(model, tok, args.device)
+    report["restart_cost"] = restart_cost(model, tok)
+    del model
+    job = ["--env-id", "textgen_env/IMDB-v0", "--batch-size", str(BATCH), "--minibatch-size",
+           str(BATCH), "--update-epochs", "1", "--device", args.device]  # fmt: skip
+    rows = {
+        "ppo fp32": ["--algo", "ppo", *job],
+        "ppo_pp fp32 (β 0.5)": ["--algo", "ppo_pp", "--beta", "0.5", *job],
+        "aggrevated fp32 (β 0.5)": ["--algo", "aggrevated", "--beta", "0.5", *job],
+        "ppo bf16 autocast": ["--algo", "ppo", "--bf16", *job],
+        "ppo LoRA r=8": ["--algo", "ppo", "--lora-rank", "8", *job],
+    }
+    report["iterations"] = {}
+    for name, flags in rows.items():
+        report["iterations"][name] = train_iteration(flags, args.iterations)
+        print(name, report["iterations"][name])
+    if not args.skip_trl:
+        report["trl_ppo"] = trl_iteration(args.iterations)
+        print("trl", report["trl_ppo"])
+        report["trl_ppo_no_checkpointing"] = trl_iteration(args.iterations, checkpointing=False)
+        print("trl, no activation checkpointing", report["trl_ppo_no_checkpointing"])
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
+    (OUT / "perf.md").write_text(markdown(report) + "\n")
+    print(f"wrote {OUT / 'perf.md'}")
+
+
+def markdown(r: dict) -> str:
+    """The report as Markdown tables."""
+    hw, b = r["machine"], r["bounds"]
+    gib = 2**30
+    lines = [
+        "# Performance report (`python -m benchmarks.perf`)", "",
+        f"Machine: {hw['cpu']} · {hw['cores']} cores · torch threads {hw['torch_threads']} · "
+        f"torch {hw['torch']} · transformers {hw['transformers']} · device {hw['device']}"
+        + (f" ({hw['gpu']})" if hw["gpu"] else ""), "",
+        f"Hardware: matmul {hw['matmul_gflops']['float32']:.0f} GFLOPS fp32, "
+        f"{hw['matmul_gflops']['bfloat16']:.0f} GFLOPS bf16; "
+        f"memory {hw['memory_gb_per_s']:.1f} GB/s.",
+        "", f"Env only, N = 64, IMDB-shaped: **{r['env_steps_per_s']:,.0f} steps/s**.", "",
+    ]  # fmt: skip
+    rg = r["rollout_vs_generate"]
+    lines += [
+        "## Roll-out through env + agent vs `model.generate` (batch 16, 48 tokens, top-k 50)", "",
+        f"Time ratio (median of {len(rg['env_rollout_seconds'])}): "
+        f"**{rg['time_ratio_median']:.2f}**; "
+        f"per token {rg['per_token_ratio_median']:.2f}. Env roll-out "
+        f"{statistics.median(rg['env_rollout_seconds']):.2f} s, generate "
+        f"{statistics.median(rg['generate_seconds']):.2f} s. Bound (fp32 weights read once per "
+        f"step at the measured bandwidth): {b['generation_seconds_fp32']:.2f} s.", "",
+        "## Restart cost (16 states, one sampled token each)", "",
+        "| generated tokens L | seconds |", "| --- | --- |",
+        *[f"| {row['generated_tokens']} | {row['seconds']:.3f} |" for row in r["restart_cost"]], "",
+        "## Training iteration, IMDB-v0, batch 16, one epoch over one minibatch of 16", "",
+        "| row | s/iteration | generation | reward | update | peak RSS |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for name, it in r["iterations"].items():
+        if "error" in it:
+            lines.append(f"| {name} | failed: {it['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {it['seconds']:.2f} | {it['generation']:.2f} | {it['reward']:.2f} | "
+            f"{it['update']:.2f} | {it['peak_rss_bytes'] / gib:.2f} GiB |"
+        )
+    trl, trl_nc = r.get("trl_ppo"), r.get("trl_ppo_no_checkpointing", {})
+    if "seconds" in trl_nc:
+        lines.append(
+            f"| TRL 1.12 PPO fp32, no activation checkpointing | {trl_nc['seconds']:.2f} | | | | "
+            f"{trl_nc['peak_rss_bytes'] / gib:.2f} GiB |"
+        )
+    if trl and "error" not in trl:
+        ours = r["iterations"]["ppo fp32"]
+        lines += [
+            "| TRL 1.12 PPO fp32 (its defaults: activation checkpointing) | "
+            f"{trl['seconds']:.2f} | | | | "
+            f"{trl['peak_rss_bytes'] / gib:.2f} GiB |",
+            "", f"Ratios, ours / TRL (fp32): time **{ours['seconds'] / trl['seconds']:.2f}×** "
+            f"(target ≤ 0.5), peak RSS **{ours['peak_rss_bytes'] / trl['peak_rss_bytes']:.2f}×** "
+            "(target ≤ 0.4).",
+        ]  # fmt: skip
+        bf = r["iterations"].get("ppo bf16 autocast", {})
+        if "seconds" in bf:
+            lines.append(
+                f"bf16 autocast / TRL fp32: **{bf['seconds'] / trl['seconds']:.2f}×** "
+                "(target ≤ 0.25)."
+            )
+    elif trl:
+        lines += ["", f"TRL row: not measured ({trl['error']})."]
+    lines += [
+        "", f"Bounds at the measured throughput: update (forward + backward of π on 16 × 112 "
+        f"tokens) {b['update_seconds_fp32']:.2f} s fp32 / {b['update_seconds_bf16']:.2f} s bf16; "
+        f"scoring (no-grad π and π_ref) {b['score_seconds_fp32']:.2f} s fp32.",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
