@@ -36,6 +36,7 @@ from agents.build import RunSetupError, build_learner, check_setup, is_toy
 from agents.cli_common import (
     add_debug_flag,
     check_writable,
+    default_mode,
     one_line,
     read_checkpoint,
     reported_errors,
@@ -300,6 +301,7 @@ def check_output_file(path: str | os.PathLike[str]) -> None:
 def _write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    default_mode(tmp)  # readable like any file the user writes, not private
     with os.fdopen(fd, "w") as fh:
         json.dump(payload, fh, indent=2)
         fh.write("\n")

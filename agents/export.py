@@ -41,6 +41,7 @@ from agents.build import TOY_MODEL, TOY_SEQ2SEQ_MODEL, is_toy
 from agents.cli_common import (
     add_debug_flag,
     check_writable,
+    default_mode,
     read_checkpoint,
     reported_errors,
     restore_policy,
@@ -223,6 +224,8 @@ def export_policy(
         model_class = _write(ac, hf_tokenizer, tmp, merge_lora)
         text, summary = _readme(cfg, config, checkpoint, ac, model_class, adapter, hf_tokenizer)
         (tmp / README).write_text(text, encoding="utf-8")
+        for path in [tmp, *tmp.iterdir()]:  # shareable like any folder the user makes
+            default_mode(path)
         _place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

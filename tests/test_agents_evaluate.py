@@ -4,6 +4,7 @@ stderr with exit status 2 (``--debug``: the traceback), checked before the polic
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,9 @@ def test_evaluates_a_toy_run_and_writes_json(
     result = json.loads(out.read_text())
     assert result["num_samples"] == 3 and len(result["samples"]) == 3
     assert set(result["metrics"]) >= {"task_reward", "task_reward_std"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not a private temporary file
 
 
 def test_a_prompt_file_with_blank_lines_evaluates(imdb_run: Path, tmp_path: Path) -> None:

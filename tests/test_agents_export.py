@@ -5,6 +5,7 @@ policy's logits; the tokenizer of a real task; adapter-only; refused output fold
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,10 @@ def test_a_causal_toy_policy(
     assert '["<pad>", "<eos>", "a", "b", "c", "d", "e", "f", "g", "h", "="]' in readme
     assert "value head" in readme
     assert not any("value_head" in k for k in load_file(out / "model.safetensors"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # a folder like any other, not private
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o666 & ~umask}
     assert_same_logits(runs["causal"], load_outside(out, tmp_path))
 
 
