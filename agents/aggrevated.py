@@ -15,9 +15,10 @@ exactly its one-step form, ``r_t + γ V^g(s_{t+1}) − V^g(s_t)``, trusting the 
 With λ → 1 the advantage of an early roll-in token mostly reflects the tokens π wrote after
 it (and then the guide's completion): a Monte Carlo return of "π until k, then the guide",
 not Q^g. The default keeps PPO's λ = 0.95: with a value head that starts at zero, λ = 0 gives
-π's tokens almost no signal until V^g has learned, and on the toy tasks λ = 0.95 learned
-faster (``benchmarks/learning_toy.py``, rows "AggreVaTeD λ=0"). Set ``--guided-gae-lambda 0``
-for the paper's estimator.
+π's tokens almost no signal until V^g has learned. Measured with ``benchmarks/learning_toy.py``
+(``cpu-small``, final test return, mean over seeds), λ = 0.95 vs λ = 0: Twist-v0 0.72 vs
+0.28 (5 seeds), Reverse-v0 0.42 vs 0.20, Positive-v0 0.69 vs 0.67 (3 seeds). Set
+``--guided-gae-lambda 0`` for the paper's estimator.
 
 Why two value outputs: one state has a high value when the guide finishes it and a low one
 when an untrained π does. A single head trained on both would hand π's own samples a
