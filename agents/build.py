@@ -130,7 +130,12 @@ def build_policy(cfg: TrainConfig) -> tuple[ActorCritic, Any, TextGenVectorEnv]:
             r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules="all-linear"
         )
         model = get_peft_model(model, lora)
-    ac = ActorCritic(model, separate_critic=cfg.separate_critic, bf16=cfg.bf16).to(cfg.device)
+    ac = ActorCritic(
+        model,
+        separate_critic=cfg.separate_critic,
+        bf16=cfg.bf16,
+        activation_checkpointing=cfg.activation_checkpointing,
+    ).to(cfg.device)
     return ac, tokenizer, envs
 
 

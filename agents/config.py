@@ -84,6 +84,9 @@ class TrainConfig:
     bf16: bool = False
     """Run the LM passes (sampling, scoring, update) under bf16 autocast: several times faster
     on GPUs and on CPUs with avx512_bf16; weights, optimizer and losses stay fp32."""
+    activation_checkpointing: bool = False
+    """Recompute each layer's activations in the update's backward pass instead of keeping
+    them: less memory, about a third more update compute."""
 
     def __post_init__(self) -> None:
         if isinstance(self.total_iterations, bool) or self.total_iterations < 0:

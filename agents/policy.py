@@ -57,6 +57,20 @@ def _accepts(model: PreTrainedModel, keyword: str) -> bool:
     return keyword in inspect.signature(base.forward).parameters
 
 
+def _enable_checkpointing(model: PreTrainedModel) -> list[nn.Module]:
+    """Turn on transformers' activation checkpointing; return the checkpointed layers."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.24
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    layers = [m for m in base.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    if not layers:
+        raise ValueError(f"{type(base).__name__} has no layers that can be checkpointed")
+    return layers
+
+
 def _hidden_size(model: PreTrainedModel) -> int:
     cfg = model.config
     return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
@@ -77,6 +91,8 @@ class ActorCritic(nn.Module):
             here when guide and reference are the same model, to share it.
         bf16: Run the LM passes under bf16 autocast (weights and value head stay fp32; log-probs
             are computed in fp32).
+        activation_checkpointing: Recompute the policy LM's layer activations in the backward
+            pass (transformers' activation checkpointing, non-reentrant).
     """
 
     def __init__(
@@ -86,6 +102,7 @@ class ActorCritic(nn.Module):
         separate_critic: bool = False,
         reference: PreTrainedModel | None = None,
         bf16: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -105,6 +122,16 @@ class ActorCritic(nn.Module):
             reference.eval().requires_grad_(False)
         # Kept out of the module tree: never trained, never saved in the policy checkpoint.
         self._reference = [reference]
+        self._checkpointed = _enable_checkpointing(model) if activation_checkpointing else []
+
+    def train(self, mode: bool = True) -> ActorCritic:
+        """Set the train/eval mode. Checkpointed layers stay in train mode, the only mode in
+        which transformers checkpoints them; their submodules follow ``mode``, so dropout
+        stays off in eval mode (and no-grad passes are not checkpointed)."""
+        super().train(mode)
+        for layer in self._checkpointed:
+            layer.training = True
+        return self
 
     @property
     def reference(self) -> PreTrainedModel | None:
