@@ -11,7 +11,8 @@ Writes ``benchmarks/results/perf.md`` and ``perf.json`` with, measured in one ru
 4. restart cost against the length L of the state restarted from (one token from each);
 5. seconds per training iteration split into generation / reward / update, and peak RSS, of
    ``python -m agents.train`` on IMDB-v0 (batch 16, one epoch over one minibatch of 16):
-   PPO, PPO++ and AggreVaTeD in fp32, PPO under bf16 autocast and with LoRA;
+   PPO, PPO++ and AggreVaTeD in fp32, PPO under bf16 autocast, with activation checkpointing
+   and with LoRA;
 6. TRL's PPO on the same job (``benchmarks/trl_ppo.py`` in ``.venv-trl``, ``make
    trl-venv``), with the two ratios; if TRL cannot run, the report says why.
 
@@ -249,6 +250,7 @@ def main() -> None:
         "ppo_pp fp32 (β 0.5)": ["--algo", "ppo_pp", "--beta", "0.5", *job],
         "aggrevated fp32 (β 0.5)": ["--algo", "aggrevated", "--beta", "0.5", *job],
         "ppo bf16 autocast": ["--algo", "ppo", "--bf16", *job],
+        "ppo activation checkpointing": ["--algo", "ppo", "--activation-checkpointing", *job],
         "ppo LoRA r=8": ["--algo", "ppo", "--lora-rank", "8", *job],
     }
     report["iterations"] = {}
