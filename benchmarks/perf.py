@@ -66,13 +66,16 @@ def machine(device: str) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         flops[str(dtype).split(".")[1]] = 2 * 2048**3 / statistics.median(times[1:]) / 1e9
-    big = torch.empty(64 * 2**20, device=device)  # 256 MB
+    src = torch.ones(64 * 2**20, device=device)  # 256 MB, touched once before timing
+    dst = torch.zeros_like(src)
     times = []
-    for _ in range(5):
+    for _ in range(6):
         t0 = time.perf_counter()
-        big.clone()
+        dst.copy_(src)
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    bandwidth = 2 * big.numel() * 4 / statistics.median(times[1:]) / 1e9  # read + write
+    bandwidth = 2 * src.numel() * 4 / statistics.median(times[1:]) / 1e9  # read + write
     return {
         "device": device, "cpu": cpu, "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -279,7 +282,8 @@ def markdown(r: dict) -> str:
         + (f" ({hw['gpu']})" if hw["gpu"] else ""), "",
         f"Hardware: matmul {hw['matmul_gflops']['float32']:.0f} GFLOPS fp32, "
         f"{hw['matmul_gflops']['bfloat16']:.0f} GFLOPS bf16; "
-        f"memory {hw['memory_gb_per_s']:.1f} GB/s.",
+        f"memory {hw['memory_gb_per_s']:.1f} GB/s"
+        + (f" ({hw['memory_note']})." if hw.get("memory_note") else "."),
         "", f"Env only, N = 64, IMDB-shaped: **{r['env_steps_per_s']:,.0f} steps/s**.", "",
     ]  # fmt: skip
     rg = r["rollout_vs_generate"]
