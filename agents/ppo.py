@@ -105,9 +105,11 @@ def score(ac: ActorCritic, rollout: Rollout, cfg: PPOConfig, kl_coef: float) -> 
     for lo in range(0, ids.shape[0], cfg.minibatch_size):
         rows = slice(lo, lo + cfg.minibatch_size)
         logits, values = ac(ids[rows], attn[rows], width)  # (b, G, V), (b, G, 2)
-        lps.append(logprobs_from_logits(logits / cfg.temperature, tokens[rows]))
         ref_logits = ac.reference_logits(ids[rows], attn[rows], width)  # (b, G, V)
-        ref_lps.append(logprobs_from_logits(ref_logits / cfg.temperature, tokens[rows]))
+        if cfg.temperature != 1.0:
+            logits, ref_logits = logits / cfg.temperature, ref_logits / cfg.temperature
+        lps.append(logprobs_from_logits(logits, tokens[rows]))
+        ref_lps.append(logprobs_from_logits(ref_logits, tokens[rows]))
         vals.append(values)
     logprobs, ref_logprobs = torch.cat(lps), torch.cat(ref_lps)  # (B, G) each
 
@@ -197,7 +199,8 @@ def update(
                 continue
             # 1. forward π and the value head on the minibatch
             logits, values = ac(batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_width)
-            logits = logits / cfg.temperature  # (b, G, V)
+            if cfg.temperature != 1.0:  # (a division would copy the (b, G, V) logits)
+                logits = logits / cfg.temperature  # (b, G, V)
             values = select_value(values, batch.value_heads[idx])  # (b, G)
             loss = torch.zeros((), device=logits.device)
             # 2. clipped policy loss and entropy bonus on π's tokens
@@ -207,7 +210,10 @@ def update(
                 pg_loss, pg = clipped_policy_loss(
                     logprobs, batch.old_logprobs[idx], batch.advantages[idx], pm, cfg.clip_range
                 )
-                entropy = masked_entropy(logits, pm)
+                # Entropy only joins the graph when it is in the loss: its (b, G, V) softmax
+                # copies would otherwise be kept for a backward that multiplies them by 0.
+                with torch.set_grad_enabled(cfg.ent_coef > 0):
+                    entropy = masked_entropy(logits, pm)
                 loss = loss + pg_loss - cfg.ent_coef * entropy
                 _log(logs, policy=pg_loss.detach(), entropy=entropy.detach(), **pg)
                 epoch_kl.append(pg["approx_kl"])
