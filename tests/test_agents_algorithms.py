@@ -482,3 +482,19 @@ def test_bc_reduces_reference_nll(tmp_path: Path) -> None:
     assert after < before - 0.4, (before, after)
     nll = [v for _, v in scalars(out)["losses/nll"]]
     assert nll[-1] < nll[0]
+
+
+def test_the_entropy_bonus_reaches_the_gradient_only_when_on() -> None:
+    """ent_coef > 0 changes the step; ent_coef = 0 leaves entropy out of the graph."""
+
+    def step(ent_coef: float) -> torch.Tensor:
+        ac = perturbed_actor_critic()
+        cfg = ppo.PPOConfig(batch_size=16, minibatch_size=16, update_epochs=1, ent_coef=ent_coef,
+                            learning_rate=1e-2)  # fmt: skip
+        batch = ppo.score(ac, rollout(PPO), cfg, 0.0)
+        opt = torch.optim.SGD(ac.trainable_parameters(), lr=cfg.learning_rate)
+        stats = ppo.update(ac, opt, batch, cfg, np.random.default_rng(0))
+        assert stats["losses/entropy"] > 0  # logged either way
+        return ac.model.lm_head.weight.detach().clone()
+
+    assert not torch.equal(step(0.0), step(1.0))
