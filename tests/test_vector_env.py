@@ -257,6 +257,28 @@ def test_done_property_is_a_copy() -> None:
     assert envs.done.tolist() == [True, False, False, False, False]
 
 
+def test_observation_is_the_current_arrays_as_copies() -> None:
+    """``observation()`` returns what reset/step last returned, updated by ``advance``, and
+    as copies; before any reset it raises ResetNeeded."""
+    with pytest.raises(ResetNeeded):
+        vec_env().observation()
+    envs = vec_env()
+    obs, _ = envs.reset(seed=0)
+    now = envs.observation()
+    for key in ("input_ids", "attention_mask"):
+        np.testing.assert_array_equal(now[key], obs[key])
+    stepped = envs.step(np.full(N, 2))[0]
+    np.testing.assert_array_equal(envs.observation()["input_ids"], stepped["input_ids"])
+    tokens = np.full((N, 2), NO_TOKEN)
+    tokens[0] = [3, 4]
+    envs.advance(tokens)
+    P = envs.task.max_prompt_tokens
+    assert envs.observation()["input_ids"][0, P : P + 3].tolist() == [2, 3, 4]
+    copy = envs.observation()
+    copy["input_ids"][:] = 0
+    assert envs.observation()["input_ids"][0, P] == 2
+
+
 # ------------------------------------------------------------------- disabled autoreset
 def test_disabled_autoreset_requires_partial_reset() -> None:
     """DISABLED: stepping an ended env raises ResetNeeded (no change); reset_mask restarts it."""
