@@ -1,7 +1,7 @@
 """Agent performance targets (issue "agents"), measured in one run:
 
 1. **Roll-out vs generate**: rolling out through the env with the agent's KV-cached sampling
-   (:class:`~textgen_env.guides.HFGuide` + :func:`~textgen_env.oracles.roll_out`, rewards
+   (:class:`~agents.learner.LearnerPolicy` + :func:`~textgen_env.oracles.roll_out`, rewards
    included) vs. ``model.generate`` on the same model, batch, prompt lengths and sampling
    (top-k 50, 48 new tokens, same stop tokens). Target: time ratio ≤ 1.0.
 2. **Guided vs PPO iteration**: wall time of a PPO++ and an AggreVaTeD iteration vs. a PPO
@@ -10,7 +10,7 @@
 
 Default model: the offline SmolLM2-135M-Instruct on IMDB review openings (shipped test data).
 Prints a table and writes ``benchmarks/results/agent_perf.json``.
-Run: ``.venv/bin/python benchmarks/agent_perf.py [--batch 16] [--repeats 3]``.
+Run: ``.venv/bin/python -m benchmarks.agent_perf [--batch 16] [--repeats 3]``.
 """
 
 from __future__ import annotations
@@ -19,74 +19,17 @@ import argparse
 import json
 import shutil
 import statistics
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-import textgen_env
 from agents.algorithms import ALGORITHMS
 from agents.cli import preset_values
 from agents.trainer import run
-from textgen_env import Prompt, TextGenVectorEnv
-from textgen_env.guides import HFGuide
+from benchmarks.perf import rollout_vs_generate
 from textgen_env.models import load_causal_lm
-from textgen_env.oracles import roll_out
 
 OUT = Path(__file__).parent / "results" / "agent_perf.json"
-DATA = Path(textgen_env.__file__).parent / "data" / "imdb" / "test.jsonl"
-
-
-def length_reward(prompts, completions, references):
-    return [len(c.split()) / 48 for c in completions]
-
-
-def rollout_vs_generate(model, tok, batch: int, new_tokens: int, repeats: int) -> dict:
-    rows = [json.loads(line) for line in DATA.read_text().splitlines()][:batch]
-    envs = TextGenVectorEnv(
-        batch, tok, [Prompt(r["text"]) for r in rows], length_reward,
-        max_new_tokens=new_tokens, max_prompt_tokens=64, prompt_truncation="right",
-    )  # fmt: skip
-    guide = HFGuide(model, tok, top_k=50)
-    states = [envs.task.initial_state(i) for i in range(batch)]
-    # The same left-padded prompts for generate.
-    width = max(len(s.prompt_ids) for s in states)
-    ids = torch.full((batch, width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((batch, width), dtype=torch.long)
-    for i, s in enumerate(states):
-        ids[i, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
-        mask[i, width - len(s.prompt_ids) :] = 1
-    stop = sorted(guide.stop_token_ids)  # the same stop tokens for both
-    ours, theirs, n_ours, n_theirs = [], [], [], []
-    for r in range(repeats + 1):  # first round warms up
-        envs.reset(seed=r)
-        t0 = time.perf_counter()
-        final, _ = roll_out(envs, guide, states, np.random.default_rng(r))
-        t1 = time.perf_counter()
-        torch.manual_seed(r)
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=ids, attention_mask=mask, do_sample=True, top_k=50,
-                max_new_tokens=new_tokens, eos_token_id=stop, pad_token_id=tok.pad_token_id,
-            )  # fmt: skip
-        t2 = time.perf_counter()
-        if r == 0:
-            continue
-        ours.append(t1 - t0)
-        theirs.append(t2 - t1)
-        n_ours.append(sum(len(s.generated_ids) for s in final))
-        gen = out[:, width:]
-        n_theirs.append(int((gen != tok.pad_token_id).sum()))
-    return {
-        "batch": batch, "new_tokens": new_tokens, "sampling": "top-k 50",
-        "env_rollout_seconds": ours, "generate_seconds": theirs,
-        "env_tokens": n_ours, "generate_tokens": n_theirs,
-        "time_ratio_median": statistics.median(o / t for o, t in zip(ours, theirs, strict=True)),
-        "per_token_ratio_median": statistics.median(
-            (o / no) / (t / nt) for o, t, no, nt in zip(ours, theirs, n_ours, n_theirs, strict=True)
-        ),
-    }  # fmt: skip
 
 
 def _iteration_seconds(run_dir: Path) -> list[float]:
@@ -167,7 +110,7 @@ def main() -> None:
     model, tok = load_causal_lm()
     results = {"torch_threads": torch.get_num_threads(), "device": "cpu"}
     results["rollout_vs_generate"] = rollout_vs_generate(
-        model, tok, args.batch, args.new_tokens, args.repeats
+        model, tok, "cpu", args.repeats, args.batch, args.new_tokens
     )
     results["iteration_cost_toy"] = iteration_costs("textgen_env/Positive-v0", 32, 6, None, 3)
     results["iteration_cost_imdb"] = iteration_costs(

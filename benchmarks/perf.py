@@ -94,23 +94,25 @@ def env_only() -> float:
     return steps_per_s(imdb_shaped_envs(64), steps=2000)
 
 
-def imdb_envs(tok, n: int) -> TextGenVectorEnv:
+def imdb_envs(tok, n: int, new_tokens: int = NEW) -> TextGenVectorEnv:
     rows = [json.loads(line) for line in DATA.read_text().splitlines()][:n]
     return TextGenVectorEnv(
         n, tok, [Prompt(r["text"]) for r in rows], lambda p, c, r: [0.0] * len(c),
-        max_new_tokens=NEW, max_prompt_tokens=PROMPT, prompt_truncation="left",
+        max_new_tokens=new_tokens, max_prompt_tokens=PROMPT, prompt_truncation="left",
     )  # fmt: skip
 
 
-def rollout_vs_generate(model, tok, device: str, repeats: int = 3) -> dict:
-    """Env + agent roll-out vs ``model.generate``: same prompts, 48 tokens, top-k 50."""
-    envs = imdb_envs(tok, BATCH)
-    states = [envs.task.initial_state(i) for i in range(BATCH)]
+def rollout_vs_generate(
+    model, tok, device: str, repeats: int = 3, batch: int = BATCH, new_tokens: int = NEW
+) -> dict:
+    """Env + agent roll-out vs ``model.generate``: same prompts and lengths, top-k 50."""
+    envs = imdb_envs(tok, batch, new_tokens)
+    states = [envs.task.initial_state(i) for i in range(batch)]
     learner = LearnerPolicy(model, eos_token_id=tok.eos_token_id, vocab_limit=len(tok),
                             top_k=50, temperature=1.0)  # fmt: skip
     width = max(len(s.prompt_ids) for s in states)
-    ids = torch.full((BATCH, width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((BATCH, width), dtype=torch.long)
+    ids = torch.full((batch, width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((batch, width), dtype=torch.long)
     for i, s in enumerate(states):
         ids[i, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
         mask[i, width - len(s.prompt_ids) :] = 1
@@ -124,7 +126,7 @@ def rollout_vs_generate(model, tok, device: str, repeats: int = 3) -> dict:
         torch.manual_seed(r)
         with torch.inference_mode():
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=50,
-                                 max_new_tokens=NEW, eos_token_id=tok.eos_token_id,
+                                 max_new_tokens=new_tokens, eos_token_id=tok.eos_token_id,
                                  pad_token_id=tok.pad_token_id)  # fmt: skip
         t2 = time.perf_counter()
         if r:
