@@ -6,6 +6,7 @@ The toy tasks' experts and model sizes are literal tables here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -91,7 +92,17 @@ def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -
 
 
 def check_setup(cfg: TrainConfig) -> None:
-    """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device."""
+    """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device, or
+    when the process was started as one of several (``accelerate launch``, ``torchrun``):
+    training does not split its work across processes yet, and each would train its own copy
+    into the same run directory."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise RunSetupError(
+            f"this process is one of {world} (WORLD_SIZE={world}); multi-process training is "
+            "not supported yet, and every process would train its own copy into the same run "
+            "directory: start a single process"
+        )
     if cfg.env_id not in gym.registry:
         ids = sorted(k for k in gym.registry if k.startswith("textgen_env/"))
         raise RunSetupError(f"unknown env id {cfg.env_id!r}; registered: {', '.join(ids)}")

@@ -131,3 +131,15 @@ def test_divergence_keeps_the_last_good_checkpoint_latest(
         run(tiny(tmp_path, total_iterations=5), "ppo")
     assert latest_checkpoint(tmp_path).name == "iter-000002"
     assert torch.isfinite(load_checkpoint(tmp_path)[0]["value_head.bias"]).all()
+
+
+def test_a_multi_process_launch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launch of several processes (``torchrun --nproc_per_node 2``, accelerate's
+    multi-process launchers: they set WORLD_SIZE) used to run independent trainings into one
+    directory and exit 0; until data-parallel training exists (issue #12) it is refused."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RunSetupError, match=r"one of 2 .* start a single process"):
+        run(tiny(tmp_path), "ppo")
+    assert not (tmp_path / "checkpoints").exists()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    run(tiny(tmp_path, total_iterations=1), "ppo")
