@@ -32,7 +32,6 @@ Map of the package (where to look for what):
   algorithm module; presets and the tyro command line in :mod:`agents.cli`.
 * **Checkpoints** — :mod:`agents.checkpoint`; TensorBoard sample tables —
   :mod:`agents.samples`.
-* **Process memory** — :mod:`agents.allocator` (freed tensors go back to the OS).
 * **Using a trained policy** — :mod:`agents.evaluate` (metrics on a split or a prompt file),
   :mod:`agents.export` (the LM as a Hugging Face model folder); what their command lines share
   (checkpoint reading, output checks, one-line errors) in :mod:`agents.cli_common`.
