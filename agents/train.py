@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 
-from agents.allocator import mmap_large_blocks
 from agents.checkpoint import CheckpointError
 from agents.cli import parse_train_args
 from agents.rundir import RunSetupError
@@ -25,7 +24,6 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line (defaults < preset < flags) and run the training loop."""
     argv = sys.argv[1:] if argv is None else argv
     algo, cfg, args = parse_train_args(argv, __doc__.split("\n")[0])
-    mmap_large_blocks()  # freed tensors go back to the OS: lower peak RSS
     try:
         out = run(cfg, algo, init_from=args.init_from, resume=args.resume, overwrite=args.overwrite)
     except (RunSetupError, CheckpointError, TrainingDiverged, GuideError) as err:
