@@ -31,6 +31,7 @@ __all__ = [
     "CheckpointError",
     "DamagedCheckpointWarning",
     "checkpoint_dirs",
+    "default_mode",
     "latest_checkpoint",
     "load_checkpoint",
     "remove_temporary",
@@ -75,6 +76,8 @@ def save_checkpoint(
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+            default_mode(f)
+        default_mode(tmp)  # a checkpoint is shared like any folder the user writes
         if final.exists():  # re-saving the same iteration: replace it
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -88,6 +91,14 @@ def save_checkpoint(
     for old in olds[: max(0, len(olds) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def default_mode(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would (0o666/0o777 less the umask):
+    ``tempfile`` makes private ones, and safetensors writes its files 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~mask)
 
 
 def remove_temporary(output_dir: str | os.PathLike) -> list[Path]:

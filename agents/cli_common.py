@@ -3,8 +3,8 @@
 * Reading a checkpoint's policy with clear errors (:func:`read_checkpoint` reads the config
   and tensors, so its settings can be checked before :func:`restore_policy` builds the LM).
 * Checking that an output location can be written before the work starts
-  (:func:`check_writable`), and giving what was written through a temporary name the mode a
-  plain write would have (:func:`default_mode`).
+  (:func:`check_writable`); :func:`~agents.checkpoint.default_mode` (re-exported) gives what
+  was written through a temporary name the mode a plain write would have.
 * Reporting an expected error as one line, ``<prog>: error: <message>``, with exit status 2
   (:func:`reported_errors`; ``--debug`` re-raises it to show the traceback). A damaged newest
   checkpoint's warning is printed as one line too.
@@ -26,7 +26,12 @@ import torch
 
 from agents.algorithms import ALGORITHMS, config_from_dict
 from agents.build import build_policy
-from agents.checkpoint import CheckpointError, DamagedCheckpointWarning, load_checkpoint
+from agents.checkpoint import (
+    CheckpointError,
+    DamagedCheckpointWarning,
+    default_mode,
+    load_checkpoint,
+)
 from agents.config import TrainConfig
 from agents.policy import ActorCritic
 
@@ -116,14 +121,6 @@ def check_writable(path: str | os.PathLike[str], what: str) -> None:
         ) from err
     os.close(fd)
     os.unlink(probe)
-
-
-def default_mode(path: str | os.PathLike[str]) -> None:
-    """Give ``path`` the mode a plain ``open``/``mkdir`` would (0o666/0o777 less the umask):
-    ``tempfile`` makes private ones, and safetensors writes its files 0o600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~mask)
 
 
 def read_checkpoint(

@@ -135,6 +135,19 @@ def test_checkpoint_layout_latest_and_keep(tmp_path: Path) -> None:
     assert sorted(p.name for p in ckpts.glob("iter-*")) == [f"iter-00000{i}" for i in (5, 6, 7)]
 
 
+def test_checkpoints_get_the_mode_of_a_plain_write(tmp_path: Path) -> None:
+    """Not tempfile's private 0700 or safetensors' 0600: what mkdir/open would give."""
+    import os
+
+    ckpt = save(tmp_path, 1)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain.txt").write_text("x")
+    assert ckpt.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    want = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert {f.stat().st_mode & 0o777 for f in ckpt.iterdir()} == {want}
+    assert os.access(ckpt / "policy.safetensors", os.R_OK)
+
+
 def test_checkpoint_save_is_atomic(tmp_path: Path) -> None:
     save(tmp_path, 1)
     ckpts = tmp_path / "checkpoints"
