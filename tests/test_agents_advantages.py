@@ -6,20 +6,9 @@ import math
 
 import pytest
 import torch
+from handmath import NAN, close, t
 
 from agents.advantages import gae, per_token_kl, shaped_rewards
-
-NAN = float("nan")
-
-
-def t(rows: list) -> torch.Tensor:
-    """A float64 tensor (exact enough to compare hand arithmetic at 1e-12)."""
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def close(actual: torch.Tensor, expected: list | float, atol: float = 1e-12) -> None:
-    torch.testing.assert_close(actual, t(expected), atol=atol, rtol=0)
-
 
 # Row 0: 3 valid steps, r = [0, 0, 1], V = [0.2, 0.4, 0.6].
 # Row 1: 2 valid steps, r = [1, 2, (7)], V = [0.5, 1.0, (3.0)] (parentheses: padding).

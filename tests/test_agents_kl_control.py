@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from agents.kl_control import AdaptiveKLController, FixedKLController, KLController, kl_controller
-
-NAN = float("nan")
-
-
-def t(rows: list) -> torch.Tensor:
-    """A float64 tensor (exact enough to compare hand arithmetic at 1e-12)."""
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def close(actual: torch.Tensor, expected: list | float, atol: float = 1e-12) -> None:
-    torch.testing.assert_close(actual, t(expected), atol=atol, rtol=0)
 
 
 def test_fixed_kl_controller() -> None:

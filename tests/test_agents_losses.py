@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from handmath import close, t
 
 from agents.losses import (
     clipped_policy_loss,
@@ -13,17 +14,6 @@ from agents.losses import (
     logprobs_from_logits,
     masked_entropy,
 )
-
-NAN = float("nan")
-
-
-def t(rows: list) -> torch.Tensor:
-    """A float64 tensor (exact enough to compare hand arithmetic at 1e-12)."""
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def close(actual: torch.Tensor, expected: list | float, atol: float = 1e-12) -> None:
-    torch.testing.assert_close(actual, t(expected), atol=atol, rtol=0)
 
 
 def test_clipped_policy_loss_clipping_active_and_inactive() -> None:

@@ -6,20 +6,9 @@ import math
 
 import pytest
 import torch
+from handmath import NAN, close, t
 
 from agents.masked import explained_variance, masked_mean, masked_var, masked_whiten
-
-NAN = float("nan")
-
-
-def t(rows: list) -> torch.Tensor:
-    """A float64 tensor (exact enough to compare hand arithmetic at 1e-12)."""
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def close(actual: torch.Tensor, expected: list | float, atol: float = 1e-12) -> None:
-    torch.testing.assert_close(actual, t(expected), atol=atol, rtol=0)
-
 
 # Valid entries 1, 3, 5, 7: mean 4; squared deviations 9, 1, 1, 9 (sum 20);
 # biased var 20/4 = 5, unbiased var 20/3.
