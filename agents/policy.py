@@ -146,47 +146,37 @@ class ActorCritic(nn.Module):
         prompt_width: int,
         hidden: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`_forward`, under bf16 autocast when ``self.bf16``."""
-        dtype = torch.bfloat16
-        with torch.autocast(input_ids.device.type, dtype=dtype, enabled=self.bf16):
-            return self._forward(model, input_ids, attention_mask, prompt_width, hidden)
-
-    def _forward(
-        self,
-        model: PreTrainedModel,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        prompt_width: int,
-        hidden: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``(B, G, V)`` for the generated tokens and, if ``hidden``, the last hidden
-        state ``(B, G, H)`` at the same positions."""
+        state ``(B, G, H)`` at the same positions; under bf16 autocast when ``self.bf16``."""
+        bf16 = torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         if self.seq2seq:
             enc_ids, enc_mask = right_align(
                 input_ids[:, :prompt_width], attention_mask[:, :prompt_width]
             )  # (B, P) each
             gen = input_ids[:, prompt_width:]  # (B, G)
             start = gen.new_full((gen.shape[0], 1), self.decoder_start)  # (B, 1)
-            out = model(
-                input_ids=enc_ids,
-                attention_mask=enc_mask,
-                decoder_input_ids=torch.cat([start, gen[:, :-1]], dim=1),  # (B, G)
-                output_hidden_states=hidden,
-                use_cache=False,
-            )
+            with bf16:
+                out = model(
+                    input_ids=enc_ids,
+                    attention_mask=enc_mask,
+                    decoder_input_ids=torch.cat([start, gen[:, :-1]], dim=1),  # (B, G)
+                    output_hidden_states=hidden,
+                    use_cache=False,
+                )
             return out.logits, out.decoder_hidden_states[-1] if hidden else None
         g = input_ids.shape[1] - prompt_width
         # Logits only where they are used: columns P-1 .. P+G-1 (issue #9); the prompt's
         # P-1 columns would cost a (P-1) x V projection and its memory for nothing.
         extra = {"logits_to_keep": g + 1} if _accepts(model, "logits_to_keep") else {}
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids(attention_mask),
-            output_hidden_states=hidden,
-            use_cache=False,
-            **extra,
-        )
+        with bf16:
+            out = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids(attention_mask),
+                output_hidden_states=hidden,
+                use_cache=False,
+                **extra,
+            )
         logits = out.logits[:, -(g + 1) : -1]  # (B, G, V): columns P-1 .. P+G-2
         return logits, out.hidden_states[-1][:, prompt_width - 1 : -1] if hidden else None
 
