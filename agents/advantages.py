@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import torch
 
+from agents.masked import check_same_shape
+
 __all__ = ["gae", "per_token_kl", "shaped_rewards"]
-
-
-def _same_shape(name: str, reference: torch.Tensor, **others: torch.Tensor) -> None:
-    for other, tensor in others.items():
-        if tensor.shape != reference.shape:
-            raise ValueError(
-                f"{other} has shape {tuple(tensor.shape)}, expected {tuple(reference.shape)} "
-                f"(the shape of {name})"
-            )
 
 
 def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """``log π(y_t) − log π_ref(y_t)`` of the sampled tokens, ``(B, T)``: the "k1" estimator
     (Schulman, 2020, "Approximating KL Divergence"), whose expectation under π is
     KL(π ‖ π_ref)."""
-    _same_shape("logprobs", logprobs, ref_logprobs=ref_logprobs)
+    check_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs)
     return logprobs - ref_logprobs
 
 
@@ -49,7 +42,7 @@ def shaped_rewards(
         kl_mask: ``(B, T)`` 1 on the tokens π produced (the KL penalty applies only there).
         kl_coef: β_KL ≥ 0.
     """
-    _same_shape("logprobs", logprobs, ref_logprobs=ref_logprobs, mask=mask, kl_mask=kl_mask)
+    check_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask, kl_mask=kl_mask)
     if task_rewards.shape != logprobs.shape[:1]:
         raise ValueError(
             f"task_rewards has shape {tuple(task_rewards.shape)}, expected ({logprobs.shape[0]},)"
@@ -90,7 +83,7 @@ def gae(
     """
     if rewards.dim() != 2:
         raise ValueError(f"rewards must have shape (B, T), got {tuple(rewards.shape)}")
-    _same_shape("rewards", rewards, values=values, mask=mask)
+    check_same_shape(rewards=rewards, values=values, mask=mask)
     for name, value in (("gamma", gamma), ("lam", lam)):
         if not isinstance(value, torch.Tensor) and not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.masked import masked_mean
+from agents.masked import check_same_shape, masked_mean
 
 __all__ = ["clipped_policy_loss", "clipped_value_loss", "logprobs_from_logits", "masked_entropy"]
 
@@ -49,7 +49,7 @@ def clipped_policy_loss(
         the active one) and ``approx_kl`` (mean of ``(ratio − 1) − log ratio``, the k3
         estimate of KL(old ‖ new)).
     """
-    _check_shapes(logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+    check_same_shape(logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
     if not clip > 0:
         raise ValueError(f"clip must be > 0, got {clip!r}")
     log_ratio = logprobs - old_logprobs.detach()  # (B, T)
@@ -78,7 +78,7 @@ def clipped_value_loss(
         ``(loss, stats)`` with stats ``clipfrac`` (share of tokens where the clipped error is
         the larger one).
     """
-    _check_shapes(values=values, old_values=old_values, returns=returns)
+    check_same_shape(values=values, old_values=old_values, returns=returns)
     if not clip > 0:
         raise ValueError(f"clip must be > 0, got {clip!r}")
     old_values, returns = old_values.detach(), returns.detach()
@@ -103,14 +103,3 @@ def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # 0 · −inf would be NaN: zero the log-prob where p == 0 (forward and backward).
     safe_log_probs = torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))
     return masked_mean(-(probs * safe_log_probs).sum(dim=-1), mask)  # mean of (B, T)
-
-
-def _check_shapes(**tensors: torch.Tensor) -> None:
-    """Raise ValueError unless all ``tensors`` have the shape of the first."""
-    (first, reference), *others = tensors.items()
-    for name, tensor in others:
-        if tensor.shape != reference.shape:
-            raise ValueError(
-                f"{name} has shape {tuple(tensor.shape)}, expected {tuple(reference.shape)} "
-                f"(the shape of {first})"
-            )

@@ -1,4 +1,5 @@
-"""Masked statistics over ``(B, T)`` batches: mean, variance, whitening, explained variance.
+"""Masked statistics over ``(B, T)`` batches: mean, variance, whitening, explained variance;
+and the shape check the math modules share (:func:`check_same_shape`).
 
 A ``mask`` is a bool or 0/1 float tensor of the same shape as the values, 1 on valid
 positions; values on masked-out positions are never read (they may be NaN). These run inside
@@ -10,7 +11,18 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["explained_variance", "masked_mean", "masked_var", "masked_whiten"]
+__all__ = ["check_same_shape", "explained_variance", "masked_mean", "masked_var", "masked_whiten"]
+
+
+def check_same_shape(**tensors: torch.Tensor) -> None:
+    """Raise ValueError unless all ``tensors`` have the shape of the first one."""
+    (first, reference), *others = tensors.items()
+    for name, tensor in others:
+        if tensor.shape != reference.shape:
+            raise ValueError(
+                f"{name} has shape {tuple(tensor.shape)}, expected {tuple(reference.shape)} "
+                f"(the shape of {first})"
+            )
 
 
 def _keep(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
