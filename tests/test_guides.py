@@ -379,7 +379,8 @@ def test_text_guide_retry_waits_for_the_timed_out_call() -> None:
 
 
 def test_text_guide_times_out_after_retries_one_call_at_a_time() -> None:
-    """Every attempt times out; each retry (and the next act) waits for the call before."""
+    """Every attempt times out; each retry waits for the call before, and when act raises
+    no call it started is still running."""
     state = make_positive_vector_env(1).task.initial_state(0)
     service = Service([0.15, 0.15, 0.0])
     guide = TextGuide(
@@ -390,8 +391,9 @@ def test_text_guide_times_out_after_retries_one_call_at_a_time() -> None:
     ) as info:
         guide.act([state], [1], np.random.default_rng(0))
     assert isinstance(info.value.__cause__, TimeoutError)
-    assert service.calls == 2 and service.running == 1  # the second call still runs
-    guide.act([state], [1], np.random.default_rng(0))  # waits for it, then calls again
+    assert service.calls == 2 and service.running == 0  # it waited for the second call
+    assert not guide.busy
+    guide.act([state], [1], np.random.default_rng(0))
     assert service.calls == 3 and service.most_running == 1
 
 
@@ -424,6 +426,59 @@ def test_text_guide_never_starts_a_call_while_a_hung_one_runs() -> None:
     great = positive_tokenizer().encode("great")[0]
     assert guide.act([state], [1], np.random.default_rng(0)) == [(great,)]
     assert service.calls == 2 and service.most_running == 1
+
+
+def _call_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "TextGuide-call"]
+
+
+def test_text_guide_close_waits_for_a_call_that_ignored_its_timeout() -> None:
+    """A call that runs past its timeout and the wait after it is reported at once; busy is
+    true until it ends, and close() waits for it (or says it still runs)."""
+    state = make_positive_vector_env(1).task.initial_state(0)
+    service = Service([None])
+    guide = TextGuide(service, positive_tokenizer(), timeout_s=0.05, max_retries=0)
+    try:
+        with pytest.raises(GuideTimeoutError) as info:
+            guide.act([state], [1], np.random.default_rng(0))
+        assert str(info.value) == (
+            "TextGuide: fn did not answer within 0.05 s and had not ended after waiting "
+            "0.05 s more; it still runs (calls to fn never overlap)"
+        )
+        assert guide.busy and service.running == 1 and len(_call_threads()) == 1
+        with pytest.raises(GuideTimeoutError, match=r"^TextGuide.close: a call of fn that"):
+            guide.close()
+    finally:
+        service.release.set()
+    with guide:  # close() on exit: waits for the call to end
+        pass
+    assert not guide.busy and service.running == 0
+    time.sleep(0.01)  # the worker thread exits right after setting the result
+    assert _call_threads() == []
+
+
+def test_text_guide_fn_given_its_timeout_leaves_nothing_running() -> None:
+    """With fn_takes_timeout, fn gets the seconds it may block for; an fn that honours them
+    (as an HTTP client's timeout does) has ended when act raises: no thread is left."""
+    state = make_positive_vector_env(1).task.initial_state(0)
+    given: list[float] = []
+
+    def slow_client(texts: list[str], *, timeout_s: float) -> list[str]:
+        given.append(timeout_s)
+        time.sleep(timeout_s * 1.2)  # the request gives up a little after the guide does
+        raise TimeoutError("read timed out")
+
+    guide = TextGuide(
+        slow_client, positive_tokenizer(), timeout_s=0.05, max_retries=1, retry_backoff_s=0,
+        fn_takes_timeout=True,
+    )  # fmt: skip
+    with pytest.raises(GuideTimeoutError, match=r"within 0.05 s \(2 attempt\(s\)\)$"):
+        guide.act([state], [1], np.random.default_rng(0))
+    assert given == [0.05, 0.05] and not guide.busy
+    time.sleep(0.01)
+    assert _call_threads() == []
+    with pytest.raises(TypeError, match="fn_takes_timeout must be a bool"):
+        TextGuide(slow_client, positive_tokenizer(), fn_takes_timeout=1)  # type: ignore[arg-type]
 
 
 def test_text_guide_reply_ends_at_eos_text_stop_strings_and_special_tokens() -> None:

@@ -1,4 +1,5 @@
-"""Helpers shared by the guide implementations (request checks, state texts, re-encoding)."""
+"""Helpers shared by the guide implementations (request checks, state texts, re-encoding, and
+reading a black-box guide's reply text as policy tokens)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from textgen_env.state import TextState
 from textgen_env.tokenizer import Tokenizer
 
 __all__ = [
+    "ReplyReader",
     "check_request",
+    "check_stop",
     "check_template",
     "encode_text",
+    "finish",
     "format_prompt",
     "require_eos",
     "state_texts",
@@ -97,3 +101,80 @@ def encode_text(tokenizer: Tokenizer, text: str, what: str) -> list[int]:
         return [int(t) for t in tokenizer.encode(text, add_special_tokens=False)]
     except (ValueError, KeyError, TypeError) as err:
         raise GuideError(f"{what}: the policy tokenizer cannot encode {text!r}: {err}") from err
+
+
+def finish(ids: Sequence[int], k: int, eos_token_id: int) -> tuple[int, ...]:
+    """First ``k`` policy ids, or all of them plus EOS when there are fewer (the guide ended)."""
+    return tuple(ids[:k]) if len(ids) >= k else (*ids, eos_token_id)
+
+
+def check_stop(stop: Sequence[str]) -> tuple[str, ...]:
+    """Validate stop strings: a sequence (not a single str) of non-empty str."""
+    if isinstance(stop, str) or not isinstance(stop, Sequence):
+        raise TypeError(
+            f"stop must be a sequence of str (wrap a single string in a list), got {stop!r:.80}"
+        )
+    for i, s in enumerate(stop):
+        if not isinstance(s, str):
+            raise TypeError(f"stop[{i}] must be a str, got {s!r} ({type(s).__name__})")
+        if not s:
+            raise ValueError(f"stop[{i}] is empty; an empty stop string would cut every reply")
+    return tuple(stop)
+
+
+def _token_text(tokenizer: Tokenizer, attr: str) -> str | None:
+    """The text of a special token (``tokenizer.eos_token``, say), if it is a non-empty str."""
+    text = getattr(tokenizer, attr, None)
+    return text if isinstance(text, str) and text else None
+
+
+class ReplyReader:
+    """Reads a black-box guide's reply text as policy token ids.
+
+    A reply ends at the first occurrence of the policy tokenizer's EOS text (its ``eos_token``,
+    e.g. ``"</s>"`` or ``"<|im_end|>"``) or of any ``stop`` string; the rest is dropped, as a
+    hosted model's stop sequence would. The kept text is encoded with the policy tokenizer (no
+    special tokens added). If that encoding still holds a special token (an id in the
+    tokenizer's ``all_special_ids``, its EOS or pad id; e.g. a chat model's ``"<|im_start|>"``
+    text), the reply ends before it: control tokens are never taken as actions, and text after
+    one is not part of the answer. The one exception is the unknown token (``unk_token_id``)
+    where the reply does not hold that token's own text (some tokenizers alias it to
+    ``"<|endoftext|>"``): it then stands for text the policy cannot represent, so it raises
+    :class:`~textgen_env.errors.GuideError`, as a tokenizer that refuses the text does.
+
+    Args:
+        policy_tokenizer: The env's tokenizer; must define ``eos_token_id``.
+        stop: Further strings that end a reply (checked by :func:`check_stop`).
+        owner: The guide's name, which starts the error messages.
+    """
+
+    def __init__(self, policy_tokenizer: Tokenizer, stop: Sequence[str], owner: str) -> None:
+        self.tokenizer = policy_tokenizer
+        self.eos_token_id = require_eos(policy_tokenizer, "policy_tokenizer")
+        self.stop = check_stop(stop)
+        self.owner = owner
+        eos_text = _token_text(policy_tokenizer, "eos_token")
+        self._cut_at = (*((eos_text,) if eos_text else ()), *self.stop)
+        pad = getattr(policy_tokenizer, "pad_token_id", None)
+        special = {self.eos_token_id, *(() if pad is None else (int(pad),))}
+        special.update(int(t) for t in getattr(policy_tokenizer, "all_special_ids", None) or ())
+        self._special_ids = frozenset(special)
+        unk = getattr(policy_tokenizer, "unk_token_id", None)
+        self._unk_token_id = None if unk is None else int(unk)
+        self._unk_text = _token_text(policy_tokenizer, "unk_token")
+
+    def ids(self, reply: str) -> tuple[list[int], bool]:
+        """``(policy ids, ended)`` of ``reply``: ``ended`` when an EOS text, a stop string or a
+        control token cut it (the guide's answer is over)."""
+        cut = min((i for i in (reply.find(s) for s in self._cut_at) if i >= 0), default=-1)
+        text = reply if cut < 0 else reply[:cut]
+        ids = encode_text(self.tokenizer, text, self.owner)
+        for j, t in enumerate(ids):
+            if t == self._unk_token_id and not (self._unk_text and self._unk_text in text):
+                raise GuideError(
+                    f"{self.owner}: the policy tokenizer encodes part of the reply {text!r:.80} "
+                    f"as its unknown token (id {t}); the policy cannot take that text as actions"
+                )
+            if t in self._special_ids:
+                return ids[:j], True  # a control token ends the continuation
+        return ids, cut >= 0

@@ -6,17 +6,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
+from functools import partial
 
 import numpy as np
 
 from textgen_env._checks import check_int, check_real
 from textgen_env.errors import GuideError, GuideTimeoutError
 from textgen_env.guides._util import (
+    ReplyReader,
     check_request,
     check_template,
-    encode_text,
+    finish,
     format_prompt,
-    require_eos,
     state_texts,
 )
 from textgen_env.state import TextState
@@ -25,11 +26,12 @@ from textgen_env.tokenizer import Tokenizer
 __all__ = ["TextGuide"]
 
 
-def _start_call(fn: Callable[[list[str]], list[str]], texts: list[str]) -> Future[object]:
-    """Run ``fn(texts)`` in a daemon thread; the returned future gets its result or error.
+def _start_call(fn: Callable[[], list[str]]) -> Future[object]:
+    """Run ``fn()`` in a daemon thread; the returned future gets its result or error.
 
     A daemon thread (not an executor) is used so that a call that never returns cannot keep
-    the interpreter from exiting; a call that times out is abandoned, not killed.
+    the interpreter from exiting. Python cannot stop a thread from outside: a call that
+    ignores its timeout runs until ``fn`` returns.
     """
     future: Future[object] = Future()
 
@@ -37,32 +39,12 @@ def _start_call(fn: Callable[[list[str]], list[str]], texts: list[str]) -> Futur
         if not future.set_running_or_notify_cancel():
             return
         try:
-            future.set_result(fn(texts))
+            future.set_result(fn())
         except BaseException as err:  # handed to the waiting thread
             future.set_exception(err)
 
     threading.Thread(target=work, name="TextGuide-call", daemon=True).start()
     return future
-
-
-def _check_stop(stop: Sequence[str]) -> tuple[str, ...]:
-    """Validate the stop strings: a sequence (not a single str) of non-empty str."""
-    if isinstance(stop, str) or not isinstance(stop, Sequence):
-        raise TypeError(
-            f"stop must be a sequence of str (wrap a single string in a list), got {stop!r:.80}"
-        )
-    for i, s in enumerate(stop):
-        if not isinstance(s, str):
-            raise TypeError(f"stop[{i}] must be a str, got {s!r} ({type(s).__name__})")
-        if not s:
-            raise ValueError(f"stop[{i}] is empty; an empty stop string would cut every reply")
-    return tuple(stop)
-
-
-def _token_text(tokenizer: Tokenizer, attr: str) -> str | None:
-    """The text of a special token (``tokenizer.eos_token``, say), if it is a non-empty str."""
-    text = getattr(tokenizer, attr, None)
-    return text if isinstance(text, str) and text else None
 
 
 class TextGuide:
@@ -72,34 +54,37 @@ class TextGuide:
     policy tokenizer and put into ``prompt_template``) followed by the completion so far; ``fn``
     receives all contexts in one list and must return one continuation text per context.
 
-    Replies: a reply ends at the first occurrence of the policy tokenizer's EOS text (its
-    ``eos_token``, e.g. ``"</s>"`` or ``"<|im_end|>"``) or of any ``stop`` string; the rest is
-    dropped, as a hosted model's stop sequence would. The kept text is encoded with the policy
-    tokenizer (no special tokens added). If that encoding still holds a special token (an id
-    in the tokenizer's ``all_special_ids``, its EOS or pad id; e.g. a chat model's
-    ``"<|im_start|>"`` text), the continuation ends before it: control tokens are never taken
-    as actions, and text after one is not part of the answer. The one exception is the
-    unknown token (``unk_token_id``) where the reply does not hold that token's own text (some
-    tokenizers alias it to ``"<|endoftext|>"``): it then stands for text the policy cannot
-    represent, so it raises :class:`~textgen_env.errors.GuideError`, as a tokenizer that
-    refuses the text does. The result is cut to ``k`` tokens; a continuation shorter than
-    ``k`` means the black box finished, so the policy EOS is appended (the episode ends
-    there). States asked for 0 tokens are not sent.
+    Replies are read by :class:`~textgen_env.guides._util.ReplyReader`: a reply ends at the
+    policy tokenizer's EOS text, at any ``stop`` string or at a control token its encoding
+    holds, and text the policy tokenizer cannot represent (its unknown token) raises
+    :class:`~textgen_env.errors.GuideError`. The result is cut to ``k`` tokens; a continuation
+    shorter than ``k`` means the black box finished, so the policy EOS is appended (the
+    episode ends there). States asked for 0 tokens are not sent.
 
     Failures: each call of ``fn`` runs in a worker thread and is given ``timeout_s`` seconds;
     an exception or a timeout is retried up to ``max_retries`` times, waiting
-    ``retry_backoff_s * 2**attempt`` seconds before retry ``attempt + 1``. Calls of ``fn``
-    never overlap, so a rate-limited service never gets parallel requests from one guide: a
-    call that timed out is abandoned but still runs, and before any new call (a retry, or the
-    next :meth:`act`) the guide waits up to ``timeout_s`` more seconds for it to finish; if it
-    is still running then, no new call is started and
-    :class:`~textgen_env.errors.GuideTimeoutError` is raised. When every attempt failed,
-    :class:`~textgen_env.errors.GuideTimeoutError` (last attempt timed out) or
+    ``retry_backoff_s * 2**attempt`` seconds before retry ``attempt + 1``. When every attempt
+    failed, :class:`~textgen_env.errors.GuideTimeoutError` (last attempt timed out) or
     :class:`~textgen_env.errors.GuideError` (last attempt raised) is raised from the last
     error. Malformed output (not a list of str of the right length) or text the policy
     tokenizer cannot encode raises :class:`~textgen_env.errors.GuideError` at once, without
     retrying: it points to a bug in ``fn``, which retrying would only repeat. Concurrent
     :meth:`act` calls on one guide are serialised.
+
+    Timeouts and what is left running: Python cannot stop a function from outside, so a call
+    of ``fn`` that times out runs on in its (daemon) worker thread until ``fn`` returns. The
+    guide therefore waits up to ``timeout_s`` more seconds for it to end *before* it retries
+    or raises: when :meth:`act` returns or raises, no call of ``fn`` it started is still
+    running, unless one ignored its timeout for that long too. Such a call is reported by the
+    :class:`~textgen_env.errors.GuideTimeoutError` raised at once (no retry overlaps it);
+    :attr:`busy` is then true, every later :meth:`act` first waits up to ``timeout_s`` for it
+    and refuses (``GuideTimeoutError``) to start a call while it runs, and :meth:`close` waits
+    for it. Calls of ``fn`` therefore never overlap, and a rate-limited service never gets
+    parallel requests from one guide. To make a timeout leave nothing running, let ``fn`` bound
+    its own blocking work: with ``fn_takes_timeout`` it is called as
+    ``fn(texts, timeout_s=...)`` and can hand the seconds to its HTTP client, whose timeout
+    closes the request. (:class:`~textgen_env.guides.api.APIGuide` does this for an
+    OpenAI-compatible server.)
 
     ``timeout_s``, ``max_retries`` and ``retry_backoff_s`` may be reassigned (checked as in the
     constructor); the other attributes are read-only.
@@ -115,14 +100,16 @@ class TextGuide:
         stop: Further strings that end a reply (e.g. the hosted model's own end-of-turn text
             when it differs from the policy's EOS text).
         timeout_s: Seconds to wait for one call of ``fn`` (and, after a timeout, the most
-            seconds to wait for that call to end before another may start).
+            seconds to wait for that call to end).
         max_retries: Extra attempts after a failed one.
         retry_backoff_s: Base of the exponential wait between attempts.
+        fn_takes_timeout: Call ``fn(texts, timeout_s=seconds)``; ``fn`` should give up by
+            then (e.g. pass the seconds to its HTTP client), so a timeout leaves nothing running.
     """
 
     def __init__(
         self,
-        fn: Callable[[list[str]], list[str]],
+        fn: Callable[..., list[str]],
         policy_tokenizer: Tokenizer,
         *,
         prompt_template: str | None = None,
@@ -130,26 +117,22 @@ class TextGuide:
         timeout_s: float = 30.0,
         max_retries: int = 2,
         retry_backoff_s: float = 0.5,
+        fn_takes_timeout: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        if not isinstance(fn_takes_timeout, bool):
+            raise TypeError(
+                f"fn_takes_timeout must be a bool, got {type(fn_takes_timeout).__name__}"
+            )
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.retry_backoff_s = retry_backoff_s
         self._fn = fn
+        self._fn_takes_timeout = fn_takes_timeout
         self._policy_tokenizer = policy_tokenizer
-        self._eos_token_id = require_eos(policy_tokenizer, "policy_tokenizer")
+        self._reader = ReplyReader(policy_tokenizer, stop, "TextGuide")
         self._prompt_template = check_template(prompt_template)
-        self._stop = _check_stop(stop)
-        eos_text = _token_text(policy_tokenizer, "eos_token")
-        self._cut_at = (*((eos_text,) if eos_text else ()), *self._stop)
-        pad = getattr(policy_tokenizer, "pad_token_id", None)
-        special = {self._eos_token_id, *(() if pad is None else (int(pad),))}
-        special.update(int(t) for t in getattr(policy_tokenizer, "all_special_ids", None) or ())
-        self._special_ids = frozenset(special)
-        unk = getattr(policy_tokenizer, "unk_token_id", None)
-        self._unk_token_id = None if unk is None else int(unk)
-        self._unk_text = _token_text(policy_tokenizer, "unk_token")
         self._lock = threading.Lock()  # one act() at a time
         self._running: Future[object] | None = None  # the last call of fn (may still run)
 
@@ -192,9 +175,14 @@ class TextGuide:
         self._retry_backoff_s = check_real(value, "retry_backoff_s", ge=0.0)
 
     @property
-    def fn(self) -> Callable[[list[str]], list[str]]:
+    def fn(self) -> Callable[..., list[str]]:
         """The text-in, text-out function (read-only)."""
         return self._fn
+
+    @property
+    def fn_takes_timeout(self) -> bool:
+        """Whether ``fn`` is called with ``timeout_s=`` (read-only)."""
+        return self._fn_takes_timeout
 
     @property
     def policy_tokenizer(self) -> Tokenizer:
@@ -204,7 +192,7 @@ class TextGuide:
     @property
     def eos_token_id(self) -> int:
         """The policy's EOS id (read-only)."""
-        return self._eos_token_id
+        return self._reader.eos_token_id
 
     @property
     def prompt_template(self) -> str | None:
@@ -214,7 +202,13 @@ class TextGuide:
     @property
     def stop(self) -> tuple[str, ...]:
         """The stop strings given to the constructor (read-only)."""
-        return self._stop
+        return self._reader.stop
+
+    @property
+    def busy(self) -> bool:
+        """Whether a call of ``fn`` that timed out still runs in its worker thread."""
+        running = self._running
+        return running is not None and not running.done()
 
     # ------------------------------------------------------------------- calling
     def contexts(self, states: Sequence[TextState]) -> list[str]:
@@ -225,26 +219,43 @@ class TextGuide:
             for p, c in zip(prompts, completions, strict=True)
         ]
 
-    def _wait_for_running(self, last: BaseException | None) -> None:
-        """Wait (up to ``timeout_s``) for the previous call of ``fn`` to end; if it does not,
-        raise :class:`GuideTimeoutError` instead of starting a call that would overlap it."""
+    def close(self) -> None:
+        """Wait up to ``timeout_s`` for a timed-out call of ``fn`` that still runs.
+
+        Raises:
+            GuideTimeoutError: It is still running then (it goes on in its daemon thread until
+                ``fn`` returns; nothing can stop it from outside).
+        """
         running = self._running
-        if running is None or running.done():
-            return
-        done, _ = wait([running], timeout=self.timeout_s)
-        if done:
-            return
-        if last is not None:  # a retry of this request
+        if running is not None and not wait([running], timeout=self.timeout_s).done:
             raise GuideTimeoutError(
-                f"TextGuide: fn did not answer within {self.timeout_s:g} s and had not ended "
-                f"after waiting {self.timeout_s:g} s more; not retrying while that call runs "
-                "(calls to fn never overlap)"
-            ) from last
+                f"TextGuide.close: a call of fn that timed out had not ended after waiting "
+                f"{self.timeout_s:g} s; it still runs in its daemon worker thread"
+            )
+
+    def __enter__(self) -> TextGuide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _wait_for_running(self) -> None:
+        """Wait (up to ``timeout_s``) for a call of ``fn`` left running by an earlier
+        :meth:`act`; if it does not end, raise :class:`GuideTimeoutError` instead of
+        starting a call that would overlap it."""
+        running = self._running
+        if running is None or running.done() or wait([running], timeout=self.timeout_s).done:
+            return
         raise GuideTimeoutError(
             f"TextGuide: an earlier call of fn that timed out had not ended after waiting "
             f"{self.timeout_s:g} s; not starting a new call while it runs "
             "(calls to fn never overlap)"
         )
+
+    def _call(self, texts: list[str]) -> Callable[[], list[str]]:
+        if self.fn_takes_timeout:
+            return partial(self.fn, texts, timeout_s=self.timeout_s)
+        return partial(self.fn, texts)
 
     def _query(self, texts: list[str]) -> list[str]:
         """Call ``fn`` with timeout and retries, one call at a time; check its answer's shape."""
@@ -254,12 +265,14 @@ class TextGuide:
             for attempt in range(attempts):
                 if attempt:
                     time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
-                self._wait_for_running(last)
-                self._running = future = _start_call(self.fn, list(texts))
+                self._wait_for_running()
+                self._running = future = _start_call(self._call(list(texts)))
                 try:
                     replies = future.result(timeout=self.timeout_s)
                 except Exception as err:  # TimeoutError included
                     last = err
+                    if not future.done():  # our timeout, not fn's own error
+                        self._settle(future, err, attempt + 1 < attempts)
                     continue
                 return self._check_replies(replies, len(texts))
         if isinstance(last, TimeoutError):
@@ -270,6 +283,17 @@ class TextGuide:
             f"TextGuide: fn failed on all {attempts} attempt(s); last error "
             f"{type(last).__name__}: {last}"
         ) from last
+
+    def _settle(self, future: Future[object], err: BaseException, retry: bool) -> None:
+        """After a timeout: wait up to ``timeout_s`` more for the call to end; if it does not,
+        raise :class:`GuideTimeoutError` at once (no retry may overlap it)."""
+        if wait([future], timeout=self.timeout_s).done:
+            return
+        then = "not retrying while that call runs" if retry else "it still runs"
+        raise GuideTimeoutError(
+            f"TextGuide: fn did not answer within {self.timeout_s:g} s and had not ended "
+            f"after waiting {self.timeout_s:g} s more; {then} (calls to fn never overlap)"
+        ) from err
 
     @staticmethod
     def _check_replies(replies: object, n: int) -> list[str]:
@@ -283,23 +307,6 @@ class TextGuide:
         if len(replies) != n:
             raise GuideError(f"TextGuide: fn returned {len(replies)} texts for {n} contexts")
         return list(replies)
-
-    def _continuation(self, reply: str, k: int) -> tuple[int, ...]:
-        """Policy token ids of one reply for a state asked for ``k`` tokens (see the class
-        docstring: cut at EOS text, stop strings and special tokens; EOS appended if short)."""
-        cut = min((i for i in (reply.find(s) for s in self._cut_at) if i >= 0), default=-1)
-        text = reply if cut < 0 else reply[:cut]
-        ids = encode_text(self.policy_tokenizer, text, "TextGuide")
-        for j, t in enumerate(ids):
-            if t == self._unk_token_id and not (self._unk_text and self._unk_text in text):
-                raise GuideError(
-                    f"TextGuide: the policy tokenizer encodes part of the reply {text!r:.80} "
-                    f"as its unknown token (id {t}); the policy cannot take that text as actions"
-                )
-            if t in self._special_ids:
-                ids = ids[:j]  # a control token ends the continuation
-                break
-        return tuple(ids[:k]) if len(ids) >= k else (*ids, self.eos_token_id)
 
     def act(
         self,
@@ -315,5 +322,6 @@ class TextGuide:
             return out
         replies = self._query(self.contexts([states[i] for i in rows]))
         for i, text in zip(rows, replies, strict=True):
-            out[i] = self._continuation(text, counts[i])
+            ids, _ = self._reader.ids(text)
+            out[i] = finish(ids, counts[i], self.eos_token_id)
         return out
