@@ -1,0 +1,638 @@
+"""The paper-style benchmark (issue #14): every algorithm × tasks × seeds, resumable.
+
+``python -m benchmarks.run --suite SUITE [--seeds 0,1,2] [--only ROW,...] [--tasks ID,...]
+[--out DIR] [--report-only]``
+
+The suites are literal tables: :data:`ROWS` (row name → algorithm, config overrides, and for
+BC+X rows the row whose checkpoint starts training) and :data:`SUITES` (tasks, seeds, rows,
+the settings of every run, the evaluation). A row's config is, later winning: the suite's
+``shared`` settings < ``per_algo[algo]`` < ``per_task[env id]`` < the row's overrides (fields
+an algorithm's config lacks are ignored, as in ``agents.cli.PRESETS``).
+
+Each run goes through the public entry points only: :func:`agents.trainer.run` trains it into
+its run directory ``<out>/rundirs/<task>/<row>-s<seed>``, then :func:`agents.evaluate.evaluate`
+samples π alone once per test prompt, with the run's own sampling settings (the suite's, the
+same for every row) and the run's seed as the sampling seed. The "Zero-shot" row is a run of 0
+iterations (the initial policy); the "Guide" row rolls the task's guide out from the same test
+prompts with the same seed (the guide is no checkpoint, so it is scored the way
+``agents.evaluate`` scores one).
+
+Runs go task by task, then seed by seed, then row by row, so the first task is complete
+first. A finished run (trained and evaluated) is saved at once as one JSON,
+``<out>/run_results/<task>/<row>-s<seed>.json`` (written atomically), and skipped next time;
+a run killed mid-way continues from its last checkpoint (``resume=True``). Every run's JSON
+holds its config, metrics, test generations and learning curve (read from its TensorBoard
+log), so the report (:mod:`benchmarks.report`: ``table.md``, ``runs.csv``, curves, the
+prompt-difficulty breakdown, sample generations) is rebuilt from the JSONs alone
+(``--report-only``); the run directories stay out of git.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import textgen_env  # noqa: F401  (registers ids)
+from agents.algorithms import ALGORITHMS
+from agents.build import is_toy, scripted_guide
+from agents.checkpoint import CheckpointError, checkpoint_dirs, default_mode
+from agents.cli import PRESETS, OneLineErrors
+from agents.config import TrainConfig
+from agents.evaluate import METRICS, evaluate
+from agents.rundir import RunSetupError
+from agents.trainer import TrainingDiverged, run
+from benchmarks import report
+from textgen_env.errors import GuideError
+from textgen_env.metrics import compute_metrics
+from textgen_env.oracles import roll_out
+
+ZERO_SHOT = "zero-shot"
+"""A row's "algorithm" for the initial policy: a run of 0 iterations, then evaluated."""
+GUIDE = "guide"
+"""A row's "algorithm" for the task's guide, scored on the same prompts (no training)."""
+SAMPLING = ("top_k", "temperature")
+"""Settings evaluation samples with (the run's own): only a suite's ``shared`` may set them."""
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the results table."""
+
+    label: str
+    """As the table prints it."""
+    algo: str
+    """``--algo`` name (:data:`agents.algorithms.ALGORITHMS`), :data:`ZERO_SHOT` or
+    :data:`GUIDE`."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Config fields this row sets (after the suite's settings)."""
+    init_from: str | None = None
+    """Row whose checkpoint (same task, same seed) starts training and becomes π_ref (BC+X)."""
+
+
+# Row name -> row. The BC of BC+X is the "bc" row of the same task and seed. The offline
+# algorithms (agents/alol.py, agents/rest.py) join as rows here once they exist, e.g.
+# "alol": Row("A-LoL", "alol", {"data": ...}), and then in a suite's `rows`.
+ROWS: dict[str, Row] = {
+    "zero-shot": Row("Zero-shot", ZERO_SHOT),
+    "guide": Row("Guide", GUIDE),
+    "bc": Row("BC", "bc"),
+    "ppo": Row("PPO", "ppo"),
+    "ppo_pp": Row("PPO++", "ppo_pp"),
+    "aggrevated": Row("AggreVaTeD", "aggrevated"),
+    "lols": Row("LOLS", "lols"),
+    "d2lols": Row("D2LOLS", "d2lols"),
+    "bc+ppo": Row("BC+PPO", "ppo", init_from="bc"),
+    "bc+ppo_pp": Row("BC+PPO++", "ppo_pp", init_from="bc"),
+    "bc+d2lols": Row("BC+D2LOLS", "d2lols", init_from="bc"),
+}
+PAPER_ROWS = tuple(ROWS)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark: which runs, with which settings, evaluated how."""
+
+    about: str
+    """One paragraph for the top of ``table.md``: the budget and what it is meant to show."""
+    tasks: tuple[str, ...]
+    """Env ids, run in this order."""
+    seeds: tuple[int, ...]
+    """Default seeds (``--seeds`` replaces them); a cell with fewer is marked partial."""
+    rows: tuple[str, ...]
+    """Names in :data:`ROWS`, run in this order (a BC+X row after its BC row)."""
+    shared: dict[str, Any]
+    """Config fields of every run (the same β_KL, learning rate and sampling for all)."""
+    per_algo: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``--algo`` name -> fields of that algorithm's runs (budget, β, τ)."""
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Env id -> fields of that task's runs."""
+    eval_batch_size: int = 64
+    """Episodes per evaluation batch."""
+    eval_num_samples: int | None = None
+    """Evaluate the first N test prompts (None: all)."""
+    threads: int | None = None
+    """torch threads (None: torch's default). One is much faster for the tiny toy LMs."""
+    keep_checkpoints: bool = True
+    """Keep a finished run's checkpoints (False: delete them once its JSON is saved, except
+    those a BC+X row starts from; a SmolLM2 checkpoint with its optimizer is about 1.6 GB)."""
+
+
+# The toy suite: cpu-small (agents/cli.py) for 40 iterations of 256 episodes. τ is 20% of the
+# run in AggreVaTeD: D2LOLS switches to PPO++ after 8 iterations; LOLS runs PPO++ on 80% of
+# its iterations (the paper's Table 2 found that split best). β: the paper's (PPO++ roll-in
+# 0.2, AggreVaTeD roll-out 0.8), the same wherever an algorithm uses them. BC clones the
+# ε = 0.3 scripted guide's own roll-outs (Positive and Twist have no references) for 10
+# iterations, 4 epochs each; BC+X then runs X's full budget from it.
+TOY_ITERATIONS = 40
+TOY_GUIDED = {"ppo_pp_beta": 0.2, "aggrevated_beta": 0.8}
+# paper-small: SmolLM2-135M-Instruct and its prompted guide, from issue #14's data point
+# (--preset paper --batch-size 16 --minibatch-size 8 --update-epochs 1: 25 iterations = 400
+# episodes, about 12 minutes per PPO run on 2 CPU cores; guided rows cost more, the guide
+# writes part of each batch). Same β_KL 0.05 (fixed), learning rate 1e-5 and top-k 50 for
+# every row; D2LOLS: 5 of 25 iterations in AggreVaTeD (20%). BC: 25 iterations of 16
+# demonstrations (the references; IMDB has none, so the prompted guide's roll-outs).
+PAPER_ITERATIONS = 25
+SUITES: dict[str, Suite] = {
+    "toy": Suite(
+        about=(
+            "Toy tasks with a tiny random LM (2 layers, 64 wide) and the ε = 0.3 scripted "
+            f"guide; the `cpu-small` preset for {TOY_ITERATIONS} iterations of 256 episodes "
+            "(BC: 10 iterations); minutes on 2 CPU cores."
+        ),
+        tasks=("textgen_env/Positive-v0", "textgen_env/Reverse-v0", "textgen_env/Twist-v0"),
+        seeds=(0, 1, 2, 3, 4),
+        rows=PAPER_ROWS,
+        shared=PRESETS["cpu-small"]["all"]
+        | {"total_iterations": TOY_ITERATIONS, "guide_epsilon": 0.3, "temperature": 1.0},
+        per_algo={
+            "bc": {"total_iterations": 10, "epochs": 4, "demonstrations": "guide"},
+            "ppo_pp": {"beta": TOY_GUIDED["ppo_pp_beta"]},
+            "aggrevated": {"beta": TOY_GUIDED["aggrevated_beta"]},
+            "lols": {"tau": 0.8, **TOY_GUIDED},
+            "d2lols": {"tau": TOY_ITERATIONS // 5, **TOY_GUIDED},
+        },
+        threads=1,
+    ),
+    "paper-small": Suite(
+        about=(
+            "IMDB-v0, CommonGen-v0 and TLDR-v0 with SmolLM2-135M-Instruct and its prompted "
+            f"guide; {PAPER_ITERATIONS} iterations of 16 episodes per run (about 12 minutes "
+            "for PPO on 2 CPU cores); IMDB-v0 runs first."
+        ),
+        tasks=("textgen_env/IMDB-v0", "textgen_env/CommonGen-v0", "textgen_env/TLDR-v0"),
+        seeds=(0, 1, 2),
+        rows=PAPER_ROWS,
+        shared=PRESETS["paper"]["all"]
+        | {
+            "batch_size": 16,
+            "minibatch_size": 8,
+            "update_epochs": 1,
+            "total_iterations": PAPER_ITERATIONS,
+            "kl_coef": 0.05,
+            "temperature": 1.0,
+            "checkpoint_every": 5,
+            "log_samples_every": 5,
+        },
+        per_algo={
+            "bc": {"demonstrations": "reference"},
+            "ppo_pp": {"beta": 0.2},
+            "aggrevated": {"beta": 0.8},
+            "lols": {"tau": 0.8, "ppo_pp_beta": 0.2, "aggrevated_beta": 0.8},
+            "d2lols": {"tau": PAPER_ITERATIONS // 5, "ppo_pp_beta": 0.2, "aggrevated_beta": 0.8},
+        },
+        per_task={"textgen_env/IMDB-v0": {"demonstrations": "guide"}},
+        eval_batch_size=30,
+        keep_checkpoints=False,
+    ),
+    # The pipeline end to end in seconds (the tests run it): 2 iterations of 16 episodes.
+    "smoke": Suite(
+        about="Pipeline check: 2 iterations of 16 episodes on Positive-v0 (no learning).",
+        tasks=("textgen_env/Positive-v0",),
+        seeds=(0, 1),
+        rows=("zero-shot", "guide", "bc", "ppo", "bc+ppo"),
+        shared={
+            "batch_size": 16,
+            "minibatch_size": 8,
+            "update_epochs": 1,
+            "top_k": 0,
+            "temperature": 1.0,
+            "learning_rate": 1e-3,
+            "total_iterations": 2,
+            "guide_epsilon": 0.3,
+            "checkpoint_every": 1,
+            "log_samples_every": 0,
+        },
+        per_algo={"bc": {"demonstrations": "guide"}},
+        eval_batch_size=48,
+        threads=1,
+    ),
+}
+
+
+class SuiteError(ValueError):
+    """A suite table is inconsistent, or a run cannot start from what the runner holds."""
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def train_algo(row: Row) -> str:
+    """The ``--algo`` a row trains with (the zero-shot row: a 0-iteration PPO run)."""
+    return "ppo" if row.algo == ZERO_SHOT else row.algo
+
+
+def settings(suite: Suite, row: Row, task: str) -> dict[str, Any]:
+    """The config fields of ``row``'s runs on ``task`` (before seed and output directory)."""
+    algo = train_algo(row) if row.algo != GUIDE else GUIDE
+    values = suite.shared | suite.per_algo.get(algo, {}) | suite.per_task.get(task, {})
+    values = values | row.overrides | {"env_id": task}
+    if row.algo == ZERO_SHOT:
+        values["total_iterations"] = 0  # the initial policy, saved as a checkpoint
+    return values
+
+
+def build_config(suite: Suite, row: Row, task: str, seed: int, run_dir: Path) -> TrainConfig:
+    """The config of one run (fields its algorithm's config lacks are dropped)."""
+    cls = ALGORITHMS[train_algo(row)].config
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = settings(suite, row, task) | {"seed": seed, "output_dir": str(run_dir)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def check_suite(name: str, suite: Suite) -> None:
+    """Raise :class:`SuiteError` unless every row of ``suite`` can be built and compared."""
+    for key in suite.rows:
+        if key not in ROWS:
+            raise SuiteError(f"suite {name}: unknown row {key!r}")
+        row = ROWS[key]
+        if row.algo not in (*ALGORITHMS, ZERO_SHOT, GUIDE):
+            raise SuiteError(f"row {key}: unknown algorithm {row.algo!r}")
+        if row.init_from is not None and (
+            row.init_from not in suite.rows
+            or suite.rows.index(row.init_from) > suite.rows.index(key)
+        ):
+            raise SuiteError(
+                f"suite {name}: row {key} starts from row {row.init_from}, which "
+                "must come before it"
+            )
+        sets_sampling = [
+            k
+            for d in (*suite.per_algo.values(), *suite.per_task.values(), row.overrides)
+            for k in d
+            if k in SAMPLING
+        ]
+        if sets_sampling:
+            raise SuiteError(
+                f"suite {name}: {', '.join(sorted(set(sets_sampling)))} must be the "
+                "same for every row (set them in `shared` only)"
+            )
+        if row.algo != GUIDE:
+            for task in suite.tasks:
+                try:
+                    build_config(suite, row, task, 0, Path("unused"))
+                except (TypeError, ValueError) as err:
+                    raise SuiteError(f"suite {name}, row {key}, {task}: {err}") from err
+    unknown = [t for t in suite.tasks if t not in METRICS]
+    if unknown:
+        raise SuiteError(f"suite {name}: unknown task(s) {', '.join(unknown)}")
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def short(task: str) -> str:
+    """``textgen_env/IMDB-v0`` -> ``IMDB-v0``."""
+    return task.split("/")[-1]
+
+
+def result_path(out: Path, task: str, row: str, seed: int) -> Path:
+    """Where a finished run's JSON goes."""
+    return out / "run_results" / short(task) / f"{row}-s{seed}.json"
+
+
+def run_path(out: Path, task: str, row: str, seed: int) -> Path:
+    """The run directory (checkpoints, TensorBoard log) of a run."""
+    return out / "rundirs" / short(task) / f"{row}-s{seed}"
+
+
+def train(cfg: TrainConfig, algo: str, init_from: str | None) -> bool:
+    """Train into ``cfg.output_dir``, continuing a run a killed process left there; returns
+    whether it resumed. A directory without an intact checkpoint starts over."""
+    out = Path(cfg.output_dir)
+    if checkpoint_dirs(out):
+        try:
+            run(cfg, algo, resume=True)  # keeps the run's own init_from
+            return True
+        except CheckpointError as err:
+            print(f"  no intact checkpoint in {out} ({err}); starting over", flush=True)
+    run(cfg, algo, init_from=init_from, overwrite=True)
+    return False
+
+
+def read_curves(run_dir: Path) -> dict[str, list[list[float]]]:
+    """``{"unguided": [[iteration, reward], ...], "all": ...}`` from a run's TensorBoard log:
+    the task reward of π's own episodes, and of every episode of the batch (guided ones
+    included). A resumed run logged again the iterations after its last checkpoint; the
+    last value of each iteration wins."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags().get("scalars", []))
+    curves = {}
+    for name, tag in (("unguided", "charts/task_reward_unguided"), ("all", "charts/task_reward")):
+        if tag in tags:
+            latest = {e.step: e.value for e in sorted(acc.Scalars(tag), key=lambda e: e.wall_time)}
+            curves[name] = [[step, latest[step]] for step in sorted(latest)]
+    return curves
+
+
+def evaluate_guide(suite: Suite, task: str, seed: int) -> dict[str, Any]:
+    """The task's guide on the test prompts, as :func:`agents.evaluate.evaluate` scores a
+    policy: the same prompts in order, batch size, seed and metric options (perplexity under
+    the same SmolLM2 the policies are measured with)."""
+    n_envs = suite.eval_batch_size
+    kwargs: dict[str, Any] = {"split": "test"}
+    model = tokenizer = None
+    if not is_toy(task):
+        from textgen_env.models import load_causal_lm
+        from textgen_env.tasks import default_guide
+
+        model, tokenizer = load_causal_lm(None)
+        kwargs["tokenizer"] = tokenizer
+    envs = gym.make_vec(
+        task, num_envs=n_envs, vectorization_mode="vector_entry_point", **kwargs
+    ).unwrapped
+    t = envs.task
+    if is_toy(task):
+        guide = scripted_guide(task, t.vocab_size, suite.shared["guide_epsilon"])
+    else:
+        guide = default_guide(task, tokenizer, model, tokenizer, top_k=suite.shared["top_k"])
+    n = (
+        t.num_prompts
+        if suite.eval_num_samples is None
+        else min(suite.eval_num_samples, t.num_prompts)
+    )
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    envs.reset(seed=seed)
+    finals, rewards = [], []
+    for lo in range(0, n, n_envs):
+        final, returns = roll_out(
+            envs, guide, [t.initial_state(i) for i in range(lo, min(lo + n_envs, n))], rng
+        )
+        finals += final
+        rewards += returns.tolist()
+    generations = t.decode([s.generated_ids for s in finals])
+    prompts = [t.prompts[s.prompt_index].text for s in finals]
+    references = [list(s.references) for s in finals]
+    options = dict(METRICS[task])
+    if not all(references):
+        options |= {"cider": False, "meteor": False, "bertscore": False}
+    if options.pop("perplexity", False) and model is not None:
+        options |= {"perplexity_model": model, "perplexity_tokenizer": tokenizer}
+    metrics = {
+        "task_reward": float(np.mean(rewards)),
+        "task_reward_std": float(np.std(rewards)),
+        **compute_metrics(generations, references if all(references) else None, prompts, **options),
+    }
+    samples = [
+        {"prompt": p, "generation": g, "reward": r}
+        for p, g, r in zip(prompts, generations, rewards, strict=True)
+    ]
+    return {"metrics": metrics, "samples": samples, "num_samples": n}
+
+
+def execute(
+    out: Path, suite_name: str, suite: Suite, task: str, key: str, seed: int
+) -> dict[str, Any]:
+    """Train (unless the row needs no training) and evaluate one run; save and return its
+    record. Raises the trainer's and evaluator's errors."""
+    row = ROWS[key]
+    record: dict[str, Any] = {
+        "suite": suite_name,
+        "task": task,
+        "row": key,
+        "label": row.label,
+        "algo": row.algo,
+        "seed": seed,
+        "init_from": row.init_from,
+    }
+    t0 = time.perf_counter()
+    if row.algo == GUIDE:
+        result = evaluate_guide(suite, task, seed)
+        record |= {
+            "config": None,
+            "iterations": 0,
+            "episodes": 0,
+            "resumed": False,
+            "train_seconds": 0.0,
+            "curves": {},
+            "run_dir": None,
+        }
+    else:
+        rdir = run_path(out, task, key, seed)
+        cfg = build_config(suite, row, task, seed, rdir)
+        donor = None
+        if row.init_from is not None:
+            donor_dir = run_path(out, task, row.init_from, seed)
+            if not checkpoint_dirs(donor_dir):
+                raise SuiteError(
+                    f"{key} starts from row {row.init_from}'s checkpoint, which is not in "
+                    f"{donor_dir}; delete {result_path(out, task, row.init_from, seed)} to "
+                    "train it again"
+                )
+            donor = str(donor_dir)
+        resumed = train(cfg, train_algo(row), donor)
+        trained = time.perf_counter()
+        result = evaluate(
+            str(rdir),
+            split="test",
+            batch_size=suite.eval_batch_size,
+            seed=seed,
+            num_samples=suite.eval_num_samples,
+        )
+        record |= {
+            "config": {"algo": train_algo(row), **dataclasses.asdict(cfg), "init_from": donor},
+            "iterations": cfg.total_iterations,
+            "episodes": cfg.total_iterations * cfg.batch_size,
+            "resumed": resumed,
+            "train_seconds": trained - t0,
+            "curves": read_curves(rdir),
+            "run_dir": os.path.relpath(rdir, out),
+        }
+    samples = result["samples"]
+    record |= {
+        "eval": {
+            "split": "test",
+            "seed": seed,
+            "batch_size": suite.eval_batch_size,
+            "num_samples": result["num_samples"],
+            **{k: suite.shared[k] for k in SAMPLING},
+        },
+        "metrics": result["metrics"],
+        "seconds": time.perf_counter() - t0,
+        "prompts": [s["prompt"] for s in samples],
+        "generations": [s["generation"] for s in samples],
+        "rewards": [s["reward"] for s in samples],
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+    }
+    record["eval_seconds"] = record["seconds"] - record["train_seconds"]
+    write_json(result_path(out, task, key, seed), record)
+    return record
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    default_mode(tmp)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1, ensure_ascii=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- the suite
+
+
+def changed_settings(out: Path, suite: Suite, task: str, key: str, seed: int) -> list[str]:
+    """Config fields in which a saved run differs from what the suite's table now says (a
+    table edited since: delete the run's JSON to run it again)."""
+    saved = json.loads(result_path(out, task, key, seed).read_text(encoding="utf-8"))["config"]
+    if ROWS[key].algo == GUIDE or saved is None:
+        return []
+    now = dataclasses.asdict(build_config(suite, ROWS[key], task, seed, Path()))
+    return sorted(k for k, v in now.items() if k != "output_dir" and saved.get(k) != v)
+
+
+def plan(suite: Suite, rows: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]):
+    """``[(task, row, seed), ...]`` in run order; a BC+X row brings its BC row along."""
+    needed = set(rows) | {ROWS[r].init_from for r in rows if ROWS[r].init_from}
+    ordered = [r for r in suite.rows if r in needed]
+    return [(t, r, s) for t in tasks for s in seeds for r in ordered]
+
+
+def run_suite(
+    out: Path, suite_name: str, rows: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]
+) -> int:
+    """Run every missing run of the plan; returns how many failed (each is reported)."""
+    suite = SUITES[suite_name]
+    todo = plan(suite, rows, tasks, seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    ignore = out / ".gitignore"
+    if not ignore.exists():  # checkpoints and TensorBoard logs stay out of git
+        ignore.write_text("rundirs/\n")
+    failed: set[tuple[str, str, int]] = set()
+    begin = time.perf_counter()
+    for i, (task, key, seed) in enumerate(todo, 1):
+        where = f"[{i}/{len(todo)}] {short(task)} · {ROWS[key].label} · seed {seed}"
+        if result_path(out, task, key, seed).exists():
+            changed = changed_settings(out, suite, task, key, seed)
+            note = f" (the table now differs in {', '.join(changed)})" if changed else ""
+            print(f"{where}: done before, skipped{note}", flush=True)
+            continue
+        if (task, ROWS[key].init_from, seed) in failed:
+            print(f"{where}: skipped, its {ROWS[key].init_from} run failed", flush=True)
+            failed.add((task, key, seed))
+            continue
+        try:
+            record = execute(out, suite_name, suite, task, key, seed)
+        except (RunSetupError, CheckpointError, TrainingDiverged, GuideError, SuiteError) as err:
+            print(f"{where}: FAILED: {' '.join(str(err).split())}", flush=True)
+            failed.add((task, key, seed))
+            continue
+        resumed = " (resumed)" if record["resumed"] else ""
+        print(
+            f"{where}: reward {record['metrics']['task_reward']:.3f}; "
+            f"{record['iterations']} it{resumed} in {record['train_seconds']:.1f} s, "
+            f"eval {record['eval_seconds']:.1f} s",
+            flush=True,
+        )
+        if not suite.keep_checkpoints and key not in {ROWS[r].init_from for r in suite.rows}:
+            shutil.rmtree(run_path(out, task, key, seed) / "checkpoints", ignore_errors=True)
+    print(
+        f"{len(todo)} runs planned, {len(failed)} failed; wall time "
+        f"{time.perf_counter() - begin:.0f} s",
+        flush=True,
+    )
+    return len(failed)
+
+
+def write_outputs(out: Path, suite_name: str) -> list[Path]:
+    """Rebuild the report from the run JSONs in ``out``."""
+    suite = SUITES[suite_name]
+    records = report.load_records(out)
+    return report.write_report(
+        out,
+        records,
+        title=f"{suite_name} suite",
+        about=suite.about,
+        row_order=suite.rows,
+        task_order=suite.tasks,
+        expected_seeds=len(suite.seeds),
+    )
+
+
+def _parse_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the missing runs, write the report; returns the exit
+    status (1 when a run failed). A bad flag ends in one line on stderr and status 2."""
+    parser = OneLineErrors(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", required=True, help=f"one of {', '.join(SUITES)}")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
+    parser.add_argument("--only", help="comma-separated rows (default: all of the suite's)")
+    parser.add_argument("--tasks", help="comma-separated env ids or names (default: all)")
+    parser.add_argument("--out", help="output folder (default: benchmarks/results/<suite>)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild the report from the saved run JSONs",
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.suite not in SUITES:
+        parser.error(f"unknown suite {args.suite!r}; choose from {', '.join(SUITES)}")
+    suite = SUITES[args.suite]
+    try:
+        check_suite(args.suite, suite)
+    except SuiteError as err:
+        parser.error(str(err))
+    rows = list(suite.rows)
+    if args.only is not None:
+        rows = _parse_list(args.only)
+        bad = [r for r in rows if r not in suite.rows]
+        if bad or not rows:
+            parser.error(
+                f"--only: unknown row(s) {', '.join(bad) or '(none given)'} of suite "
+                f"{args.suite}; choose from {', '.join(suite.rows)}"
+            )
+    tasks = list(suite.tasks)
+    if args.tasks is not None:
+        names = {short(t): t for t in suite.tasks} | {t: t for t in suite.tasks}
+        wanted = _parse_list(args.tasks)
+        bad = [t for t in wanted if t not in names]
+        if bad or not wanted:
+            parser.error(
+                f"--tasks: unknown task(s) {', '.join(bad) or '(none given)'} of suite "
+                f"{args.suite}; choose from {', '.join(map(short, suite.tasks))}"
+            )
+        tasks = [names[t] for t in wanted]
+    seeds = list(suite.seeds)
+    if args.seeds is not None:
+        items = _parse_list(args.seeds)
+        if not items or not all(s.isdigit() for s in items):
+            parser.error(f"--seeds must be comma-separated integers >= 0, got {args.seeds!r}")
+        seeds = [int(s) for s in items]
+    out = Path(args.out) if args.out else RESULTS / args.suite
+    if suite.threads:
+        torch.set_num_threads(suite.threads)
+    failed = 0 if args.report_only else run_suite(out, args.suite, rows, tasks, seeds)
+    try:
+        written = write_outputs(out, args.suite)
+    except report.ReportError as err:
+        parser.error(str(err))
+    for path in written:
+        print(f"wrote {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
