@@ -17,7 +17,7 @@ import torch
 
 from agents.config import TrainConfig, check_positive
 from agents.engine import Plan, Rollout
-from agents.losses import logprobs_from_logits
+from agents.losses import exact_kl, logprobs_from_logits
 from agents.masked import masked_mean
 from agents.policy import ActorCritic
 
@@ -147,6 +147,4 @@ def _kl_to_reference(
     if logits is None:
         logits, _ = ac(input_ids, attention_mask, prompt_width)
     ref_logits = ac.reference_logits(input_ids, attention_mask, prompt_width)  # (b, G, V)
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (b, G, V)
-    ref_logp = torch.log_softmax(ref_logits.float(), dim=-1)  # (b, G, V)
-    return (logp.exp() * (logp - ref_logp)).sum(-1)  # (b, G)
+    return exact_kl(logits, ref_logits)  # (b, G)

@@ -1,4 +1,5 @@
-"""The losses of the update: token log-probs, PPO's clipped policy and value losses, entropy.
+"""The losses of the update: token log-probs, PPO's clipped policy and value losses, entropy,
+the exact per-position KL to π_ref, and the offline algorithms' weighted NLL.
 
 ``(B, T)`` batches with a ``mask`` of the positions to train (see :mod:`agents.masked`). The
 losses keep the gradient of their first argument only. Their statistics come back as 0-d
@@ -7,11 +8,20 @@ tensors, so the update can run minibatch after minibatch without a host sync.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from agents.masked import check_same_shape, masked_mean
 
-__all__ = ["clipped_policy_loss", "clipped_value_loss", "logprobs_from_logits", "masked_entropy"]
+__all__ = [
+    "clipped_policy_loss",
+    "clipped_value_loss",
+    "exact_kl",
+    "logprobs_from_logits",
+    "masked_entropy",
+    "weighted_nll_loss",
+]
 
 
 def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -103,3 +113,54 @@ def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # 0 · −inf would be NaN: zero the log-prob where p == 0 (forward and backward).
     safe_log_probs = torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))
     return masked_mean(-(probs * safe_log_probs).sum(dim=-1), mask)  # mean of (B, T)
+
+
+def exact_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """``KL(softmax(logits) ‖ softmax(ref_logits))`` per position ``(B, T)`` from ``(B, T, V)``
+    logits, summed over the whole vocabulary (not the sampled-token estimate)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    ref_logp = torch.log_softmax(ref_logits.float(), dim=-1)  # (B, T, V)
+    return (logp.exp() * (logp - ref_logp)).sum(-1)  # (B, T)
+
+
+def weighted_nll_loss(
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    ratio: str,
+    clip_epsilon: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``Σ_i Σ_t w_i · ρ_it · NLL_it / Σ mask`` (A-LoL's family of losses, see
+    :mod:`agents.alol`) and its statistics.
+
+    Args:
+        logprobs: log π_θ(y_t | ·) ``(B, T)``, with gradient.
+        ref_logprobs: log π_ref(y_t | ·) ``(B, T)`` (``None`` when ``ratio == "none"``).
+        mask: ``(B, T)`` bool, the response tokens.
+        weight: ``(B,)`` per-row weight (A, R or 1).
+        ratio: "sequence" (ρ of the whole response), "token" (ρ per token) or "none".
+        clip_epsilon: ε of the clip [1 − ε, 1 + ε].
+    """
+    m = mask.to(logprobs.dtype)  # (B, T)
+    if ratio == "none":
+        rho = torch.ones_like(logprobs)  # (B, T)
+    else:
+        assert ref_logprobs is not None
+        log_ratio = (logprobs.detach() - ref_logprobs) * m  # (B, T)
+        if ratio == "sequence":
+            log_ratio = log_ratio.sum(1, keepdim=True).expand_as(logprobs)  # (B, T)
+        elif ratio != "token":
+            raise ValueError(f"ratio must be 'sequence', 'token' or 'none', got {ratio!r}")
+        # Clip in log space: exp of a 48-token sum overflows before a clip could act.
+        lo, hi = math.log(1 - clip_epsilon), math.log(1 + clip_epsilon)
+        rho = log_ratio.clamp(lo, hi).exp()  # (B, T)
+    tokens = m.sum().clamp(min=1)
+    loss = (weight[:, None] * rho * -logprobs * m).sum() / tokens
+    clipped = ((rho <= 1 - clip_epsilon + 1e-6) | (rho >= 1 + clip_epsilon - 1e-6)).to(m.dtype)
+    stats = {
+        "nll": (-logprobs.detach() * m).sum() / tokens,
+        "ratio": (rho * m).sum() / tokens,
+        "clipfrac": (clipped * m).sum() / tokens if ratio != "none" else m.new_zeros(()),
+    }
+    return loss, stats

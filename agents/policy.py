@@ -211,6 +211,20 @@ class ActorCritic(nn.Module):
             logits, _ = self._run(model, input_ids, attention_mask, prompt_width, False)
         return logits
 
+    @torch.no_grad()
+    def reference_prompt_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
+    ) -> torch.Tensor:
+        """π_ref's representation of each prompt ``(B, H)``: its last hidden state where it
+        predicts the first generated token (a function of the prompt alone)."""
+        cols = prompt_width + 1  # the prompt block and one generated column
+        with self.reference_model() as model:
+            _, hidden = self._run(
+                model, input_ids[:, :cols], attention_mask[:, :cols], prompt_width, True
+            )
+        assert hidden is not None
+        return hidden[:, 0].float()  # (B, H)
+
     @contextmanager
     def reference_model(self) -> Iterator[PreTrainedModel]:
         """π_ref as a model: the frozen copy, or the LoRA model with its adapters disabled

@@ -1,0 +1,234 @@
+"""ReST: Reinforced Self-Training (Gulcehre et al., 2023), and its expert-iteration form
+(ReST-EM: every Grow restarts from the base model).
+
+A run is G Grow steps (``total_iterations``), each followed by I Improve steps (one per
+threshold τ₁ < τ₂ < … < τ_I):
+
+1. **Grow** (paper §2, Alg. 1): the current policy π writes N episodes per train prompt
+   through the env; the rows, with the env's rewards, are appended to
+   ``<output_dir>/grow-<g>.jsonl`` (which Grow step and policy wrote them is recorded in
+   each row). The rows are written in chunks, so a killed Grow continues where it stopped;
+2. **Improve** i = 1..I: keep the Grow step's rows (plus the task's references with
+   ``--include-references``) whose reward is ≥ τ_i, and fine-tune π on them with NLL for
+   ``improve_epochs`` passes. Step i starts from step i−1's policy (the first from the
+   policy that grew the data, or with ``--restart-from-base`` from the base model), with a
+   fresh optimizer.
+
+Thresholds are rewards (``--threshold-kind absolute``) or percentiles of the Grow step's
+rewards (``percentile``, the default). The default schedule is the paper's τ = 0, 0.7, 0.8,
+0.9, set on its [0, 1] reward model; read as percentiles 0, 70, 80, 90 it keeps all rows,
+then the best 30 %, 20 % and 10 %, whatever the task's reward scale. A threshold that keeps
+no row skips its step (logged as a kept share of 0).
+
+Resuming: a checkpoint is written after every Improve step and counts the Improve steps
+done, and the Grow data are on disk, so a resumed run continues at the step where it stopped
+and ends as an uninterrupted run would: Grow chunk c of step g samples with the seed
+(seed, g, c), Improve step (g, i) shuffles with the seed (seed, g, i).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.build import build_learner
+from agents.config import TrainConfig, check_positive
+from agents.losses import logprobs_from_logits, weighted_nll_loss
+from agents.offline_data import (
+    DataFileError,
+    Replayed,
+    Row,
+    read_rows,
+    reference_rows,
+    replay,
+    write_rows,
+    write_samples,
+)
+from agents.offline_run import OfflineRun, start_run
+from agents.policy import ActorCritic
+from agents.rundir import RunSetupError
+
+__all__ = ["RestConfig", "improve_thresholds", "train"]
+
+
+@dataclass
+class RestConfig(TrainConfig):
+    """ReST settings (``--algo rest``)."""
+
+    total_iterations: int = 2
+    """Grow steps G, each followed by its Improve steps; 0 writes the initial policy."""
+    samples_per_prompt: int = 4
+    """N: episodes per train prompt in each Grow step."""
+    max_prompts: int = 0
+    """Grow on the first this many train prompts only (0 = all)."""
+    thresholds: tuple[float, ...] = (0.0, 70.0, 80.0, 90.0)
+    """τ₁ < τ₂ < …: one Improve step each (see threshold_kind)."""
+    threshold_kind: Literal["percentile", "absolute"] = "percentile"
+    """"percentile": τ is a percentile of the Grow step's rewards; "absolute": a reward."""
+    improve_epochs: int = 1
+    """Passes over the kept rows in each Improve step."""
+    minibatch_size: int = 16
+    """Rows per gradient step."""
+    batch_size: int = 16
+    """Episodes sampled at once in a Grow step (vector sub-envs)."""
+    learning_rate: float = 2e-5
+    """AdamW learning rate (a fresh optimizer per Improve step)."""
+    include_references: bool = False
+    """Add the task's references (scored by the env) to every Improve step's candidates."""
+    restart_from_base: bool = False
+    """ReST-EM / expert iteration: each Grow step's Improve steps start from the base model
+    (the initial or --init-from policy), not from the policy that grew the data."""
+    checkpoint_every: int = 1
+    """Not used: ReST writes a checkpoint after every Improve step (where it resumes)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "samples_per_prompt", "improve_epochs", "minibatch_size")
+        if self.max_prompts < 0:
+            raise ValueError(f"max_prompts must be >= 0, got {self.max_prompts}")
+        taus = tuple(float(t) for t in self.thresholds)
+        if not taus:
+            raise ValueError("thresholds must hold at least one value (one Improve step each)")
+        if any(b <= a for a, b in itertools.pairwise(taus)):
+            raise ValueError(f"thresholds must increase strictly, got {taus}")
+        if self.threshold_kind not in ("percentile", "absolute"):
+            raise ValueError(
+                f"threshold_kind must be 'percentile' or 'absolute', got {self.threshold_kind!r}"
+            )
+        if self.threshold_kind == "percentile" and not all(0 <= t <= 100 for t in taus):
+            raise ValueError(f"percentile thresholds must be in [0, 100], got {taus}")
+        self.thresholds = taus
+
+
+def train(
+    cfg: RestConfig,
+    algo: str = "rest",
+    *,
+    init_from: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Run ReST (see the module doc); return the run directory."""
+    if cfg.restart_from_base and cfg.lora_rank > 0:
+        raise RunSetupError("restart_from_base needs full weights (not LoRA): set lora_rank 0")
+    run = start_run(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
+    ac, venv = run.ac, run.envs.unwrapped
+    task = venv.task
+    steps = len(cfg.thresholds)
+    n = task.num_prompts if cfg.max_prompts == 0 else min(cfg.max_prompts, task.num_prompts)
+    references = _references(run) if cfg.include_references else []
+    learner = build_learner(ac, run.tokenizer, cfg)
+
+    for g in range(run.done // steps, cfg.total_iterations):
+        # 1. Grow: π writes N episodes per prompt, appended to grow-<g>.jsonl
+        path = run.out / f"grow-{g}.jsonl"
+        first = run.done - g * steps if g == run.done // steps else 0  # Improve steps done
+        ac.eval()
+        t0 = time.perf_counter()
+        grown = write_samples(
+            path, venv, learner, range(n), cfg.samples_per_prompt, (cfg.seed, g),
+            {"source": "policy", "grow_step": g, "policy": f"improve-{g * steps}"},
+        )  # fmt: skip
+        rewards = np.array([r.reward for r in grown])
+        run.writer.add_scalar("grow/reward_mean", rewards.mean(), g)
+        run.writer.add_scalar("grow/reward_std", rewards.std(), g)
+        run.writer.add_scalar("time/grow", time.perf_counter() - t0, g)
+        candidates = grown + references
+        data = replay(venv, candidates, str(path))
+        cut = improve_thresholds(cfg.thresholds, cfg.threshold_kind, rewards)
+        if cfg.restart_from_base and first == 0:
+            _restart_from_base(ac)
+
+        # 2. Improve: NLL on the rows at or above each threshold, step after step
+        for i in range(first, steps):
+            done = g * steps + i
+            keep = torch.nonzero(data.rewards >= cut[i]).squeeze(1)  # (K,)
+            run.writer.add_scalar("improve/threshold", cut[i], done)
+            run.writer.add_scalar("improve/kept_share", len(keep) / len(data), done)
+            optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
+            if len(keep):
+                scalars = _improve(ac, optimizer, data, keep, cfg, (cfg.seed, g, i))
+                for name, value in scalars.items():
+                    run.writer.add_scalar(name, value, done)
+            run.checkpoint(done + 1, optimizer, grow_step=g, improve_step=i)
+    if cfg.total_iterations == 0:
+        run.checkpoint(0, torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate))
+    run.writer.close()
+    return run.out
+
+
+def improve_thresholds(
+    thresholds: tuple[float, ...], kind: str, rewards: np.ndarray
+) -> list[float]:
+    """The reward cut of each Improve step: ``thresholds`` as they are (``"absolute"``) or as
+    percentiles of the Grow step's ``rewards`` (``"percentile"``)."""
+    if kind == "absolute":
+        return [float(t) for t in thresholds]
+    if kind != "percentile":
+        raise ValueError(f"kind must be 'percentile' or 'absolute', got {kind!r}")
+    return [float(np.percentile(rewards, t)) for t in thresholds]
+
+
+def _improve(
+    ac: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    data: Replayed,
+    keep: torch.Tensor,
+    cfg: RestConfig,
+    seed: tuple[int, ...],
+) -> dict[str, float]:
+    """``improve_epochs`` passes of NLL over rows ``keep`` of ``data``, shuffled with ``seed``."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(int(rng.integers(2**31)))  # dropout, if the model has any
+    dev = next(ac.parameters()).device
+    ones = torch.ones(cfg.minibatch_size, device=dev)
+    ac.train()
+    nlls, norms = [], []
+    for _ in tqdm(range(cfg.improve_epochs), desc="improve", unit="epoch", leave=False):
+        order = keep[torch.from_numpy(rng.permutation(len(keep)))]
+        for lo in range(0, len(order), cfg.minibatch_size):
+            pick = order[lo : lo + cfg.minibatch_size]
+            ids, attn = data.input_ids[pick].to(dev), data.attention_mask[pick].to(dev)
+            logits, _ = ac(ids, attn, data.prompt_width)  # (b, G, V)
+            logprobs = logprobs_from_logits(logits, data.tokens[pick].to(dev))  # (b, G)
+            mask = data.mask[pick].to(dev)  # (b, G)
+            loss, _ = weighted_nll_loss(logprobs, None, mask, ones[: len(pick)], "none", 0.5)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norms.append(
+                torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
+            )
+            optimizer.step()
+            nlls.append(loss.detach())
+    if not torch.stack(nlls).isfinite().all():
+        raise RunSetupError("training diverged: an Improve step's NLL is not finite")
+    return {
+        "losses/nll": torch.stack(nlls).mean().item(),
+        "losses/grad_norm": torch.stack(norms).mean().item(),
+    }
+
+
+@torch.no_grad()
+def _restart_from_base(ac: ActorCritic) -> None:
+    """Put the base model's weights back into π (ReST-EM); π_ref is that base model."""
+    assert ac.reference is not None  # not LoRA (checked before the run starts)
+    ac.model.load_state_dict(ac.reference.state_dict())
+
+
+def _references(run: OfflineRun) -> list[Row]:
+    """The task's references as rows, scored once into ``<output_dir>/references.jsonl``."""
+    task = run.envs.unwrapped.task
+    path = run.out / "references.jsonl"
+    try:
+        if not path.exists():
+            write_rows(path, reference_rows(run.envs.unwrapped))
+        return read_rows(path, task)
+    except DataFileError as err:
+        raise RunSetupError(f"--include-references: {err}") from err
