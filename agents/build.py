@@ -1,5 +1,6 @@
 """Build the pieces of a run from its config: envs, policy, tokenizer, π's actor, the guide
-or demonstrator, and a trained policy from a checkpoint.
+(in-process, or a model behind an OpenAI-compatible server) or demonstrator, and a trained
+policy from a checkpoint.
 
 The toy tasks' experts and model sizes are literal tables here.
 """
@@ -21,20 +22,25 @@ from agents.config import TrainConfig
 from agents.learner import LearnerPolicy
 from agents.policy import ActorCritic
 from agents.rundir import RunSetupError
+from textgen_env.errors import GuideError
 from textgen_env.guides import ReferenceGuide, ScriptedGuide
+from textgen_env.guides.api import APIGuide, check_server
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.models import load_causal_lm, load_seq2seq_lm, tiny_causal_lm, tiny_seq2seq_lm
-from textgen_env.tasks import default_guide
+from textgen_env.tasks import default_guide, guide_template
 from textgen_env.tasks.toy import positive_expert, reverse_expert, twist_expert
 from textgen_env.vector import TextGenVectorEnv
 
 __all__ = [
     "TOY_EXPERTS",
     "RunSetupError",
+    "api_prompt_template",
+    "build_api_guide",
     "build_envs",
     "build_guide",
     "build_learner",
     "build_policy",
+    "check_guide_server",
     "check_setup",
     "is_seq2seq_model",
     "load_policy",
@@ -91,11 +97,13 @@ def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -
     return tokenizer, model
 
 
-def check_setup(cfg: TrainConfig) -> None:
-    """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device, or
-    when the process was started as one of several (``accelerate launch``, ``torchrun``):
+def check_setup(cfg: TrainConfig, *, guide_server: bool = False) -> None:
+    """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device,
+    or when the process was started as one of several (``accelerate launch``, ``torchrun``):
     training does not split its work across processes yet, and each would train its own copy
-    into the same run directory."""
+    into the same run directory. With ``guide_server`` (a run that asks its guide), a served
+    guide that cannot work is refused too (:func:`check_guide_server`); evaluating or
+    exporting a policy never needs the server."""
     world = os.environ.get("WORLD_SIZE", "1")
     if world.isdigit() and int(world) > 1:
         raise RunSetupError(
@@ -112,6 +120,25 @@ def check_setup(cfg: TrainConfig) -> None:
         raise RunSetupError(f"device {cfg.device!r}: {err}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RunSetupError(f"device {cfg.device!r}: no CUDA device is available here")
+    if guide_server and cfg.guide_api_base:
+        check_guide_server(cfg)
+
+
+def check_guide_server(cfg: TrainConfig) -> None:
+    """Refuse (:class:`RunSetupError`) a served guide that cannot work: a toy task without a
+    prompt template, no ``openai`` client, no server answering at ``cfg.guide_api_base``, or
+    one that does not serve ``cfg.guide_api_model``. Asks the server once (``GET /models``)."""
+    if is_toy(cfg.env_id) and not cfg.guide_api_prompt_template:
+        raise RunSetupError(
+            f"{cfg.env_id} has no guide template for a served guide; pass "
+            "--guide-api-prompt-template"
+        )
+    try:
+        check_server(cfg.guide_api_base, cfg.guide_api_model, timeout_s=cfg.guide_api_timeout_s)
+    except ImportError as err:
+        raise RunSetupError(str(err)) from err
+    except GuideError as err:
+        raise RunSetupError(f"guide server: {err}") from err
 
 
 def build_envs(cfg: TrainConfig, tokenizer: Any = None, split: str = "train") -> TextGenVectorEnv:
@@ -163,10 +190,13 @@ def build_learner(ac: ActorCritic, tokenizer: Any, cfg: TrainConfig) -> LearnerP
 
 
 def build_guide(cfg: TrainConfig, envs: TextGenVectorEnv, ac: ActorCritic) -> GuidePolicy:
-    """The task's guide: the ε-noisy scripted expert on a toy task, else the instruct LM told
-    the task in its prompt (:func:`textgen_env.tasks.default_guide`). With the default policy
-    model the guide's LM is π's frozen reference (one copy for both)."""
+    """The task's guide: the served model when ``cfg.guide_api_base`` is set
+    (:func:`build_api_guide`), else the ε-noisy scripted expert on a toy task, else the
+    instruct LM told the task in its prompt (:func:`textgen_env.tasks.default_guide`). With
+    the default policy model the guide's LM is π's frozen reference (one copy for both)."""
     task = envs.unwrapped.task
+    if cfg.guide_api_base:
+        return build_api_guide(cfg, task.tokenizer)
     if is_toy(cfg.env_id):
         return scripted_guide(cfg.env_id, task.vocab_size, cfg.guide_epsilon)
     if cfg.model is None and ac.reference is not None:
@@ -174,6 +204,39 @@ def build_guide(cfg: TrainConfig, envs: TextGenVectorEnv, ac: ActorCritic) -> Gu
             cfg.env_id, task.tokenizer, model=ac.reference, tokenizer=task.tokenizer
         )
     return default_guide(cfg.env_id, task.tokenizer)
+
+
+def api_prompt_template(cfg: TrainConfig, tokenizer: Any) -> str:
+    """The served guide's prompt template: ``cfg.guide_api_prompt_template``, else the task's
+    guide template, which on the completions endpoint is wrapped as a user turn in the policy
+    tokenizer's chat template when it has one (what the in-process default guide sees)."""
+    if cfg.guide_api_prompt_template:
+        return cfg.guide_api_prompt_template
+    template = guide_template(cfg.env_id)
+    if cfg.guide_api_endpoint == "completions" and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": template}], add_generation_prompt=True, tokenize=False
+        )
+    return template
+
+
+def build_api_guide(cfg: TrainConfig, tokenizer: Any) -> APIGuide:
+    """An :class:`~textgen_env.guides.api.APIGuide` from the ``guide_api_*`` fields (the key
+    from ``$OPENAI_API_KEY``); ``tokenizer`` is the policy's."""
+    return APIGuide(
+        cfg.guide_api_base,
+        cfg.guide_api_model,
+        tokenizer,
+        endpoint=cfg.guide_api_endpoint,
+        prompt_template=api_prompt_template(cfg, tokenizer),
+        temperature=cfg.guide_api_temperature,
+        top_p=cfg.guide_api_top_p,
+        extra_body=cfg.guide_api_extra,
+        timeout_s=cfg.guide_api_timeout_s,
+        max_retries=cfg.guide_api_max_retries,
+        max_concurrency=cfg.guide_api_concurrency,
+        cache_dir=cfg.guide_api_cache_dir or None,
+    )
 
 
 def build_demonstrator(cfg: BCConfig, envs: TextGenVectorEnv, ac: ActorCritic) -> GuidePolicy:

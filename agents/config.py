@@ -9,10 +9,15 @@ properties, not fields.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from numbers import Real
+from typing import Any, Literal, TypeVar
 
 __all__ = ["TrainConfig", "check_positive", "check_unit"]
+
+C = TypeVar("C", bound="TrainConfig")
 
 
 def check_positive(obj: object, *names: str) -> None:
@@ -87,6 +92,53 @@ class TrainConfig:
     activation_checkpointing: bool = False
     """Recompute each layer's activations in the update's backward pass instead of keeping
     them: less memory, about a third more update compute."""
+    guide_api_base: str = ""
+    """Base URL of an OpenAI-compatible server whose model is the guide (roll-ins, roll-outs,
+    BC's demonstrations), e.g. http://127.0.0.1:8000/v1 for `transformers serve`, vLLM or
+    llama.cpp, or https://api.openai.com/v1; empty: the in-process guide. The API key comes
+    from the OPENAI_API_KEY environment variable only (never saved). The KL reference π_ref
+    stays the policy's own frozen copy."""
+    guide_api_model: str = ""
+    """Model name the guide server knows (as its /v1/models lists it); required with
+    guide_api_base."""
+    guide_api_endpoint: Literal["completions", "chat"] = "completions"
+    """"completions": the server continues the prompt text (with the completion so far);
+    "chat": the prompt is a user turn and the completion so far a final assistant message
+    (only servers that continue it, e.g. vLLM or llama.cpp, continue half-written text)."""
+    guide_api_prompt_template: str = ""
+    """Guide prompt with a {prompt} placeholder; empty: the task's guide template, on the
+    completions endpoint wrapped as a user turn in the policy tokenizer's chat template
+    (right when the served model shares the policy's chat format, as the default SmolLM2
+    does)."""
+    guide_api_temperature: float = 1.0
+    """Sampling temperature of the served guide (0: greedy)."""
+    guide_api_top_p: float = 1.0
+    """Nucleus filter of the served guide, in (0, 1]."""
+    guide_api_extra_body: str = ""
+    """Further fields for every request, as a JSON object, for server-specific settings: e.g.
+    '{"top_k": 50}' for vLLM, or '{"generation_config": "{\\"do_sample\\": true,
+    \\"top_k\\": 50}"}' for `transformers serve`, which otherwise decodes greedily when the
+    model's generation config does not sample."""
+    guide_api_timeout_s: float = 60.0
+    """Seconds one request to the guide server may wait to connect and for each read."""
+    guide_api_max_retries: int = 3
+    """Retries of a guide request after a connection error, timeout, HTTP 429 or 5xx
+    (exponential backoff; a Retry-After header is honoured)."""
+    guide_api_concurrency: int = 4
+    """Most guide requests in flight at once."""
+    guide_api_cache_dir: str = ""
+    """Folder of an on-disk cache of the guide's replies (one JSON file per identical
+    request): a rerun with the same seed replays them without asking the server."""
+
+    @classmethod
+    def from_record(cls: type[C], record: dict[str, Any]) -> C:
+        """The config a checkpoint's ``config.json`` records (its other keys, e.g. ``algo``,
+        are ignored; names of earlier versions are mapped to today's)."""
+        if "target_kl" in record and "adaptive_kl_target" not in record:
+            # Runs written before issue #8 named the adaptive β_KL target "target_kl".
+            record = {**record, "adaptive_kl_target": record["target_kl"], "target_kl": None}
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
 
     def __post_init__(self) -> None:
         if isinstance(self.total_iterations, bool) or self.total_iterations < 0:
@@ -102,3 +154,44 @@ class TrainConfig:
             raise ValueError("the adaptive KL controller needs kl_coef > 0 to start from")
         if not self.env_id.startswith("textgen_env/"):
             raise ValueError(f"env_id must be a textgen_env/ id, got {self.env_id!r}")
+        self._check_guide_api()
+
+    def _check_guide_api(self) -> None:
+        """The guide_api_* fields: a URL and a model together, valid settings."""
+        if bool(self.guide_api_base) != bool(self.guide_api_model):
+            raise ValueError("guide_api_base and guide_api_model go together: set both or neither")
+        if self.guide_api_base and not self.guide_api_base.startswith(("http://", "https://")):
+            raise ValueError(
+                f"guide_api_base must be an http:// or https:// URL, got {self.guide_api_base!r}"
+            )
+        if self.guide_api_endpoint not in ("completions", "chat"):
+            raise ValueError(
+                "guide_api_endpoint must be 'completions' or 'chat', got "
+                f"{self.guide_api_endpoint!r}"
+            )
+        template = self.guide_api_prompt_template
+        if template and "{prompt}" not in template:
+            raise ValueError(f"guide_api_prompt_template must contain {{prompt}}, got {template!r}")
+        check_positive(self, "guide_api_top_p", "guide_api_timeout_s", "guide_api_concurrency")
+        if self.guide_api_top_p > 1 or self.guide_api_temperature < 0:
+            raise ValueError("guide_api_top_p must be in (0, 1] and guide_api_temperature >= 0")
+        if self.guide_api_max_retries < 0:
+            raise ValueError(
+                f"guide_api_max_retries must be >= 0, got {self.guide_api_max_retries}"
+            )
+        _ = self.guide_api_extra  # a JSON object, or ValueError
+
+    @property
+    def guide_api_extra(self) -> dict[str, Any]:
+        """``guide_api_extra_body`` parsed (``{}`` when empty); ValueError if not a JSON object."""
+        if not self.guide_api_extra_body:
+            return {}
+        try:
+            extra = json.loads(self.guide_api_extra_body)
+        except ValueError as err:
+            raise ValueError(f"guide_api_extra_body is not JSON: {err}") from err
+        if not isinstance(extra, dict):
+            raise ValueError(
+                f"guide_api_extra_body must be a JSON object, got {self.guide_api_extra_body!r}"
+            )
+        return extra

@@ -4,10 +4,10 @@
 actor, the guide or demonstrator, optimizer, KL controller), restores a checkpoint on
 ``--resume``, then repeats one iteration per step. The algorithm (a record of
 :data:`agents.algorithms.ALGORITHMS`) supplies the plan, score and update functions. The
-loop owns seeding, TensorBoard logging (``charts/``, ``losses/``, ``time/``, the config and
-sample completions as text) and atomic checkpoints that hold everything ``--resume`` needs
-to reproduce an uninterrupted run: policy (+ value head), optimizer, KL controller,
-iteration and every RNG state.
+loop owns seeding, TensorBoard logging (``charts/``, ``losses/``, ``time/``, a served guide's
+``guide/`` requests, tokens, latency and errors, the config and sample completions as text)
+and atomic checkpoints that hold everything ``--resume`` needs to reproduce an uninterrupted
+run: policy (+ value head), optimizer, KL controller, iteration and every RNG state.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from agents.kl_control import kl_controller
 from agents.policy import ActorCritic
 from agents.rundir import RunSetupError, claim_run_dir, resumed_config, run_dir
 from agents.samples import samples_table
+from textgen_env.guides.api import APIGuide
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.vector import TextGenVectorEnv
 
@@ -89,7 +90,7 @@ def run(
     if not isinstance(cfg, spec.config):
         raise TypeError(f"{algo} needs a {spec.config.__name__}, got {type(cfg).__name__}")
     # Everything that can be refused is checked before the models load.
-    check_setup(cfg)
+    check_setup(cfg, guide_server=spec.needs_guide or spec.demonstrator)
     out = run_dir(cfg, algo)
     claim_run_dir(out, resume=resume, overwrite=overwrite)
     config = {"algo": algo, **dataclasses.asdict(cfg), "init_from": init_from}
@@ -145,44 +146,68 @@ def run(
             out, done, policy_state=ac.policy_state(), trainer_state=trainer_state, config=config
         )
 
+    # A served guide's usage is logged per iteration, and its connections closed at the end.
+    served = next((g for g in (helper, actor) if isinstance(g, APIGuide)), None)
     bar = tqdm(range(start, cfg.total_iterations), desc=algo, unit="it", dynamic_ncols=True)
-    for iteration in bar:
-        # 1. plan: who rolls in and out of guided samples this iteration, and β
-        plan = spec.plan(cfg, iteration, np_rng)
-        # 2. collect: a batch of episodes through the env (agents.engine)
-        ac.eval()
-        rollout = collect(venv, actor, helper, plan, np_rng)
-        # 3. score: log-probs, KL-shaped rewards, advantages (PPO family) or demonstrations
-        t0 = time.perf_counter()
-        batch = spec.score(ac, rollout, cfg, kl_ctl.value)
-        # 4. update: gradient steps, then adapt β_KL to the KL the batch measured
-        scalars = batch.stats | spec.update(ac, optimizer, batch, cfg, np_rng)
-        if batch.kl is not None:
-            kl_ctl.update(batch.kl, cfg.batch_size)
-        update_s = time.perf_counter() - t0
-        _check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
-        # 5. log
-        total_s = rollout.generation_seconds + rollout.reward_seconds + update_s
-        scalars |= {
-            "charts/guide_rolls_in": float(plan.beta > 0 and plan.roll_in is Actor.GUIDE),
-            "charts/guide_rolls_out": float(plan.beta > 0 and plan.roll_out is Actor.GUIDE),
-            "time/generation": rollout.generation_seconds,
-            "time/reward": rollout.reward_seconds,
-            "time/update": update_s,
-            "time/tokens_per_s": float(rollout.gen_mask.sum()) / total_s,
-        }
-        for name, value in scalars.items():
-            writer.add_scalar(name, value, iteration)
-        if cfg.log_samples_every and iteration % cfg.log_samples_every == 0:
-            writer.add_text("samples", samples_table(venv.task, rollout), iteration)
-        bar.set_postfix(reward=f"{rollout.task_rewards.mean().item():.3f}")
-        # 6. checkpoint
-        if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.total_iterations:
-            checkpoint(iteration + 1)
-    if cfg.total_iterations == 0:  # the "no training" checkpoint: the initial policy
-        checkpoint(0)
-    writer.close()
+    try:
+        for iteration in bar:
+            # 1. plan: who rolls in and out of guided samples this iteration, and β
+            plan = spec.plan(cfg, iteration, np_rng)
+            # 2. collect: a batch of episodes through the env (agents.engine)
+            ac.eval()
+            used = served.usage() if served is not None else None
+            rollout = collect(venv, actor, helper, plan, np_rng)
+            # 3. score: log-probs, KL-shaped rewards, advantages (PPO family) or demonstrations
+            t0 = time.perf_counter()
+            batch = spec.score(ac, rollout, cfg, kl_ctl.value)
+            # 4. update: gradient steps, then adapt β_KL to the KL the batch measured
+            scalars = batch.stats | spec.update(ac, optimizer, batch, cfg, np_rng)
+            if batch.kl is not None:
+                kl_ctl.update(batch.kl, cfg.batch_size)
+            update_s = time.perf_counter() - t0
+            _check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
+            # 5. log
+            total_s = rollout.generation_seconds + rollout.reward_seconds + update_s
+            scalars |= {
+                "charts/guide_rolls_in": float(plan.beta > 0 and plan.roll_in is Actor.GUIDE),
+                "charts/guide_rolls_out": float(plan.beta > 0 and plan.roll_out is Actor.GUIDE),
+                "time/generation": rollout.generation_seconds,
+                "time/reward": rollout.reward_seconds,
+                "time/update": update_s,
+                "time/tokens_per_s": float(rollout.gen_mask.sum()) / total_s,
+            }
+            if served is not None and used is not None:  # the served guide's requests
+                scalars |= _guide_scalars(used, served.usage())
+            for name, value in scalars.items():
+                writer.add_scalar(name, value, iteration)
+            if cfg.log_samples_every and iteration % cfg.log_samples_every == 0:
+                writer.add_text("samples", samples_table(venv.task, rollout), iteration)
+            bar.set_postfix(reward=f"{rollout.task_rewards.mean().item():.3f}")
+            # 6. checkpoint
+            if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.total_iterations:
+                checkpoint(iteration + 1)
+        if cfg.total_iterations == 0:  # the "no training" checkpoint: the initial policy
+            checkpoint(0)
+    finally:  # also when the guide fails: the checkpoints written so far stay the run's
+        writer.close()
+        if served is not None:
+            served.close()
     return out
+
+
+def _guide_scalars(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """One iteration of a served guide's usage (two :meth:`APIGuide.usage` snapshots)."""
+    d = {name: after[name] - before[name] for name in after}
+    return {
+        "guide/requests": d["requests"],
+        "guide/cache_hits": d["cache_hits"],
+        "guide/retries": d["retries"],
+        "guide/errors": d["errors"],
+        "guide/prompt_tokens": d["prompt_tokens"],
+        "guide/completion_tokens": d["completion_tokens"],
+        "guide/latency_s": d["request_seconds"] / d["requests"] if d["requests"] else 0.0,
+        "time/guide": d["seconds"],
+    }
 
 
 class TrainingDiverged(RuntimeError):

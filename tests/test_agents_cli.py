@@ -287,3 +287,39 @@ def test_cli_divergence_is_one_line_and_debug_shows_the_traceback(
 
     with pytest.raises(TrainingDiverged):
         main([*flags, "--overwrite", "--debug"])
+
+
+API = ["--algo", "d2lols", "--env-id", "textgen_env/IMDB-v0"]
+SERVED = [*API, "--guide-api-base", "http://127.0.0.1:8000/v1", "--guide-api-model", "m"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        ([*API, "--guide-api-base", "http://127.0.0.1:8000/v1"], "go together: set both"),
+        ([*API, "--guide-api-model", "m"], "guide_api_base and guide_api_model go together"),
+        (
+            [*API, "--guide-api-base", "127.0.0.1:8000", "--guide-api-model", "m"],
+            "guide_api_base must be an http:// or https:// URL",
+        ),
+        ([*SERVED, "--guide-api-endpoint", "responses"], "invalid choice 'responses'"),
+        ([*SERVED, "--guide-api-prompt-template", "Continue:"], "must contain {prompt}"),
+        ([*SERVED, "--guide-api-extra-body", "[1]"], "must be a JSON object, got '[1]'"),
+        ([*SERVED, "--guide-api-extra-body", "{oops"], "guide_api_extra_body is not JSON"),
+        ([*SERVED, "--guide-api-concurrency", "0"], "guide_api_concurrency must be > 0"),
+        ([*SERVED, "--guide-api-top-p", "1.5"], "guide_api_top_p must be in (0, 1]"),
+        ([*SERVED, "--guide-api-max-retries", "-1"], "guide_api_max_retries must be >= 0"),
+        ([*SERVED, "--guide-api-key", "sk-x"], "Unrecognized options: --guide-api-key"),
+    ],
+)
+def test_guide_api_flags_are_checked(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The served guide's flags are validated with the config (the key has no flag: it
+    comes from OPENAI_API_KEY only)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert problem in " ".join(err.replace("│", " ").split())
+    assert "Traceback" not in err

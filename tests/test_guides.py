@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +15,7 @@ import pytest
 
 from textgen_env.errors import GuideError, GuideTimeoutError
 from textgen_env.guides import (
+    APIGuide,
     GuidePolicy,
     HFGuide,
     MixtureGuide,
@@ -780,3 +783,67 @@ NUMPY_GUIDES: dict[str, Callable[[Callable[[int], Any], Callable[[float], Any]],
 def test_guides_accept_numpy_scalars(entry: str, int_type: type, float_type: type) -> None:
     build = NUMPY_GUIDES[entry]
     assert build(int_type, float_type) == build(int, float)
+
+
+# ------------------------------------------------------------------------------ API
+# (against a real server: tests/test_guides_api.py)
+def test_api_guide_checks_its_arguments_and_hides_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tok = positive_tokenizer()
+    url = "http://127.0.0.1:9/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    guide = APIGuide(url + "/", "m", tok, stop=["</s>"], extra_body={"top_k": 50})
+    assert guide.base_url == url and guide.endpoint == "completions"
+    assert repr(guide) == f"APIGuide(base_url='{url}', model='m', endpoint='completions')"
+    assert "sk-from" not in repr(guide) + str(vars(guide))
+    assert dict(guide.sampling) == {"temperature": 1.0, "top_p": 1.0}
+    assert dict(guide.extra_body) == {"top_k": 50} and guide.stop == ("</s>",)
+    assert set(guide.usage()) >= {"requests", "retries", "errors", "seconds"}
+    assert not any(guide.usage().values())
+    assert guide.act([], [], np.random.default_rng(0)) == []  # nothing asked: no request
+    guide.close()
+    with pytest.raises(GuideError, match="closed"):
+        guide.act([TextState("t", 0, ())], [1], np.random.default_rng(0))
+    for name in ("base_url", "model", "endpoint", "timeout_s", "max_concurrency", "cache_dir"):
+        with pytest.raises(AttributeError, match=f"property '{name}' .* has no setter"):
+            setattr(guide, name, None)
+    bad: list[tuple[dict[str, Any], type[Exception], str]] = [
+        ({"base_url": "127.0.0.1:8000"}, ValueError, "base_url must be an http"),
+        ({"model": ""}, ValueError, "model must be a non-empty str"),
+        ({"endpoint": "responses"}, ValueError, "endpoint must be one of"),
+        ({"prompt_template": "no placeholder"}, ValueError, "prompt_template"),
+        ({"temperature": -1}, ValueError, "temperature must be >= 0"),
+        ({"top_p": 0}, ValueError, r"top_p must be in \(0, 1\]"),
+        ({"max_concurrency": 0}, ValueError, "max_concurrency must be a positive int"),
+        ({"max_retries": 1.5}, TypeError, "max_retries must be an int"),
+        ({"extra_body": {"max_tokens": 9}}, ValueError, r"may not set \['max_tokens'\]"),
+        ({"extra_body": {"x": object()}}, TypeError, "JSON-serialisable"),
+        ({"send_seed": 1}, TypeError, "send_seed must be a bool"),
+        ({"stop": "</s>"}, TypeError, "stop must be a sequence of str"),
+    ]
+    for change, error, message in bad:
+        kw: dict[str, Any] = {"base_url": url, "model": "m"} | change
+        with pytest.raises(error, match=message):
+            APIGuide(kw.pop("base_url"), kw.pop("model"), tok, **kw)
+
+
+def test_the_core_package_imports_without_openai() -> None:
+    """openai is the optional extra ``api``: textgen_env and agents import without it, and
+    only building an APIGuide says what to install."""
+    code = (
+        "import sys; sys.modules['openai'] = None\n"
+        "import textgen_env, textgen_env.guides, agents.train\n"
+        "from textgen_env.guides import APIGuide\n"
+        "from textgen_env.tasks.toy import positive_tokenizer\n"
+        "try:\n"
+        "    APIGuide('http://127.0.0.1:9/v1', 'm', positive_tokenizer())\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == (
+        "the API guide needs the openai client: pip install textgen-env[api]"
+    )
