@@ -1,14 +1,16 @@
-"""agents: PPO and the guided family (PPO++, AggreVaTeD, LOLS, D2LOLS) plus BC.
+"""agents: PPO and the guided family (PPO++, AggreVaTeD, LOLS, D2LOLS) plus BC, and the
+offline algorithms A-LoL (with its baselines) and ReST.
 
 Command lines: ``python -m agents.train``, ``python -m agents.evaluate``,
-``python -m agents.export``, ``python -m agents.demo``.
+``python -m agents.export``, ``python -m agents.make_data``, ``python -m agents.demo``.
 
 Map of the package (where to look for what):
 
 * **One iteration** — :mod:`agents.trainer`: ``run`` builds the run, then loops
   plan · collect · score · update · log · checkpoint.
 * **Which algorithm does what** — :mod:`agents.algorithms`: the one table, ``--algo`` name →
-  config class, ``plan``, ``score``, ``update``, whether it needs a guide or a demonstrator.
+  config class, ``plan``, ``score``, ``update``, whether it needs a guide or a demonstrator;
+  or, for an offline algorithm, its config class and its family's own loop.
 * **Who rolls in and who rolls out; the switch point k ~ U{1..L-1}** —
   :mod:`agents.engine`: ``Plan`` (roll-in, roll-out, β, baseline of guided rows) and
   ``collect``, which runs the guide's roll-in (:func:`textgen_env.oracles.roll_in`) and
@@ -19,8 +21,14 @@ Map of the package (where to look for what):
   :mod:`agents.aggrevated` (guide roll-out, V^g baseline, the λ of its advantage),
   :mod:`agents.lols` (a coin per iteration), :mod:`agents.d2lols` (AggreVaTeD for τ
   iterations, then PPO++), :mod:`agents.bc` (behaviour cloning).
+* **Offline algorithms** — :mod:`agents.alol` (A-LoL's four variants, weighted BC, R-LoL and
+  plain NLL on a data file: V_ref, advantages, the A ≤ 0 filter, priority sampling) and
+  :mod:`agents.rest` (ReST's Grow and Improve steps, ReST-EM); their data files, and how rows
+  go through the env, in :mod:`agents.offline_data` (written by :mod:`agents.make_data`); the
+  run set-up they share in :mod:`agents.offline_run`.
 * **The PPO loss** — :func:`agents.losses.clipped_policy_loss` (and the value loss, entropy
-  and log-probs beside it), called from :func:`agents.ppo.update`.
+  and log-probs beside it), called from :func:`agents.ppo.update`; the offline algorithms'
+  weighted NLL (:func:`agents.losses.weighted_nll_loss`) beside it.
 * **The KL penalty** — per token on π's tokens, in :func:`agents.advantages.shaped_rewards`,
   called from :func:`agents.ppo.score`; β_KL fixed or adaptive in :mod:`agents.kl_control`.
 * **Advantages** — :func:`agents.advantages.gae`; masked statistics (whitening, explained
@@ -28,11 +36,12 @@ Map of the package (where to look for what):
 * **π** — :mod:`agents.policy` (LM + value head with outputs V^π and V^g, frozen π_ref) and
   :mod:`agents.learner` (π as an actor in the env: KV-cached sampling).
 * **Building a run from its config** — :mod:`agents.build` (envs, policy, guide,
-  demonstrator, a policy from a checkpoint); configs in :mod:`agents.config` and each
+  demonstrator); configs in :mod:`agents.config` and each
   algorithm module; presets and the tyro command line in :mod:`agents.cli`.
 * **Checkpoints** — :mod:`agents.checkpoint`; TensorBoard sample tables —
   :mod:`agents.samples`.
 * **Using a trained policy** — :mod:`agents.evaluate` (metrics on a split or a prompt file),
   :mod:`agents.export` (the LM as a Hugging Face model folder); what their command lines share
-  (checkpoint reading, output checks, one-line errors) in :mod:`agents.cli_common`.
+  (checkpoint reading, a policy from a checkpoint, output checks, one-line errors) in
+  :mod:`agents.cli_common`.
 """

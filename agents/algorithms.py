@@ -1,27 +1,31 @@
-"""The table of algorithms: ``--algo`` name → what the training loop needs to run it.
+"""The table of algorithms: ``--algo`` name → what it needs to run.
 
-This is the one place that names algorithms. Each record gives the config class and the
-three functions one iteration calls (:mod:`agents.trainer`): ``plan`` (who rolls in and out,
-β), ``score`` (rollout → batch) and ``update`` (batch → gradient steps), plus whether the run
-needs a guide, and whether a demonstrator writes the episodes instead of π (BC).
+This is the one place that names algorithms. An online algorithm's record
+(:class:`Algorithm`) gives the config class and the three functions one iteration of the
+training loop calls (:mod:`agents.trainer`): ``plan`` (who rolls in and out, β), ``score``
+(rollout → batch) and ``update`` (batch → gradient steps), plus whether the run needs a guide,
+and whether a demonstrator writes the episodes instead of π (BC). An offline algorithm's
+record (:class:`OfflineAlgorithm`) gives its config class and its family's own loop: A-LoL's
+variants learn from a data file (:mod:`agents.alol`), ReST grows its data and filters it
+(:mod:`agents.rest`); :func:`agents.trainer.run` hands such a run to that loop.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
 
-from agents import aggrevated, bc, d2lols, lols, ppo, ppo_pp
+from agents import aggrevated, alol, bc, d2lols, lols, ppo, ppo_pp, rest
 from agents.config import TrainConfig
 from agents.engine import Plan, Rollout
 from agents.policy import ActorCritic
 
-__all__ = ["ALGORITHMS", "Algorithm", "Batch", "config_from_dict"]
+__all__ = ["ALGORITHMS", "Algorithm", "Batch", "OfflineAlgorithm", "config_from_dict"]
 
 
 class Batch(Protocol):
@@ -54,7 +58,16 @@ class Algorithm(Generic[C, B]):
     """A demonstrator writes every episode instead of π (behaviour cloning)."""
 
 
-ALGORITHMS: dict[str, Algorithm[Any, Any]] = {
+@dataclass(frozen=True)
+class OfflineAlgorithm(Generic[C]):
+    """An algorithm with its own loop over data (no plan · collect · score · update)."""
+
+    config: type[C]
+    train: Callable[..., Path]
+    """(cfg, algo, *, init_from, resume, overwrite) → the run directory."""
+
+
+ALGORITHMS: dict[str, Algorithm[Any, Any] | OfflineAlgorithm[Any]] = {
     "ppo": Algorithm(ppo.PPOConfig, ppo.plan, ppo.score, ppo.update, needs_guide=False),
     "ppo_pp": Algorithm(ppo_pp.PPOPPConfig, ppo_pp.plan, ppo.score, ppo.update, needs_guide=True),
     "aggrevated": Algorithm(
@@ -65,14 +78,18 @@ ALGORITHMS: dict[str, Algorithm[Any, Any]] = {
     "bc": Algorithm(
         bc.BCConfig, bc.plan, bc.score, bc.update, needs_guide=False, demonstrator=True
     ),
+    # Offline: A-LoL's variants and baselines on a data file, and ReST.
+    "alol": OfflineAlgorithm(alol.ALoLConfig, alol.train),
+    "alol_seq": OfflineAlgorithm(alol.ALoLConfig, alol.train),
+    "alol_ref_free": OfflineAlgorithm(alol.ALoLConfig, alol.train),
+    "alol_kl": OfflineAlgorithm(alol.ALoLConfig, alol.train),
+    "wbc": OfflineAlgorithm(alol.ALoLConfig, alol.train),
+    "rlol": OfflineAlgorithm(alol.ALoLConfig, alol.train),
+    "nll": OfflineAlgorithm(alol.ALoLConfig, alol.train),
+    "rest": OfflineAlgorithm(rest.RestConfig, rest.train),
 }
 
 
 def config_from_dict(config: dict[str, Any]) -> TrainConfig:
     """Rebuild a run's config from a checkpoint's ``config.json`` (``"algo"`` + fields)."""
-    cls = ALGORITHMS[config["algo"]].config
-    if "target_kl" in config and "adaptive_kl_target" not in config:
-        # Runs written before issue #8 named the adaptive β_KL target "target_kl".
-        config = {**config, "adaptive_kl_target": config["target_kl"], "target_kl": None}
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in config.items() if k in names})
+    return ALGORITHMS[config["algo"]].config.from_record(config)

@@ -71,7 +71,7 @@ from agents.offline_run import OfflineRun, start_run
 from agents.policy import ActorCritic
 from agents.rundir import RunSetupError
 
-__all__ = ["VARIANTS", "ALoLConfig", "Variant", "fit_value", "train"]
+__all__ = ["VARIANTS", "ALoLConfig", "Variant", "draw_rows", "fit_value", "train"]
 
 
 @dataclass
@@ -177,7 +177,6 @@ def train(
     if len(keep) == 0:
         what = {"advantage": "positive advantage", "reward": "positive reward"}[variant.weight]
         raise RunSetupError(f"{path}: no row of {len(rows)} has a {what}")
-    probs = (weights[keep].double() / weights[keep].double().sum()).numpy()  # priority sampling
 
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     run.restore(optimizer)
@@ -192,13 +191,9 @@ def train(
     bar = tqdm(range(run.done, cfg.total_iterations), desc=algo, unit="step", dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
-        size = min(cfg.batch_size, len(keep))
-        if cfg.priority_sampling and variant.weight != "one":
-            pick = keep[run.np_rng.choice(len(keep), size=size, p=probs)]
-            w = weights[keep].mean().expand(size)  # Ā for every drawn row (module doc)
-        else:
-            pick = keep[run.np_rng.choice(len(keep), size=size, replace=False)]
-            w = weights[pick]
+        priority = cfg.priority_sampling and variant.weight != "one"
+        rows, w = draw_rows(weights[keep], cfg.batch_size, run.np_rng, priority=priority)
+        pick = keep[rows]  # (b,)
         scalars = _step(ac, optimizer, data, ref_logprobs, pick, w, variant, cfg)
         scalars["time/update"] = time.perf_counter() - t0
         for name, value in scalars.items():
@@ -212,6 +207,26 @@ def train(
         checkpoint(0)
     run.writer.close()
     return run.out
+
+
+def draw_rows(
+    weights: torch.Tensor, size: int, rng: np.random.Generator, *, priority: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows for one step from positive ``weights`` ``(K,)``: their indices ``(b,)`` and the
+    weight each gets ``(b,)``.
+
+    Uniform: b = min(size, K) distinct rows, each with its own weight. Priority: b = size
+    draws (with replacement) with probability w_i / Σ w, each weighted by the mean w̄, so that
+    the expected gradient is the uniform one (module doc).
+    """
+    if not priority:
+        rows = torch.from_numpy(
+            rng.choice(len(weights), size=min(size, len(weights)), replace=False)
+        )
+        return rows, weights[rows]
+    p = weights.double().numpy()
+    rows = torch.from_numpy(rng.choice(len(weights), size=size, p=p / p.sum()))
+    return rows, weights.mean().expand(size)
 
 
 def _step(

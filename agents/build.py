@@ -1,6 +1,5 @@
 """Build the pieces of a run from its config: envs, policy, tokenizer, π's actor, the guide
-(in-process, or a model behind an OpenAI-compatible server) or demonstrator, and a trained
-policy from a checkpoint.
+(in-process, or a model behind an OpenAI-compatible server) or demonstrator.
 
 The toy tasks' experts and model sizes are literal tables here.
 """
@@ -15,9 +14,7 @@ import gymnasium as gym
 import torch
 
 import textgen_env  # noqa: F401  (registers ids)
-from agents.algorithms import config_from_dict
 from agents.bc import BCConfig
-from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
 from agents.learner import LearnerPolicy
 from agents.policy import ActorCritic
@@ -43,7 +40,6 @@ __all__ = [
     "check_guide_server",
     "check_setup",
     "is_seq2seq_model",
-    "load_policy",
     "scripted_guide",
 ]
 
@@ -255,12 +251,3 @@ def build_demonstrator(cfg: BCConfig, envs: TextGenVectorEnv, ac: ActorCritic) -
 def scripted_guide(env_id: str, vocab_size: int, epsilon: float) -> GuidePolicy:
     """The toy task's ε-noisy expert."""
     return ScriptedGuide(TOY_EXPERTS[env_id], vocab_size=vocab_size, epsilon=epsilon)
-
-
-def load_policy(path: str) -> tuple[ActorCritic, Any, dict]:
-    """Rebuild a checkpoint's policy (and tokenizer) for evaluation; returns its config too."""
-    policy_state, _, config = load_checkpoint(path, trainer=False)  # no optimizer or RNG state
-    cfg = config_from_dict(config)
-    ac, tokenizer, _ = build_policy(cfg)
-    ac.load_policy_state(policy_state)
-    return ac.eval(), tokenizer, config

@@ -36,6 +36,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "all": {"batch_size": 256, "minibatch_size": 64, "learning_rate": 1e-3,
                 "total_iterations": 50, "update_epochs": 4, "kl_coef": 0.0, "ent_coef": 0.05,
                 "top_k": 0, "checkpoint_every": 10},
+        # ReST counts Improve steps: 2 Grow steps of the default 4 thresholds.
+        "rest": {"total_iterations": 8},
     },
 }  # fmt: skip
 

@@ -1,7 +1,8 @@
 """What the ``agents.evaluate`` and ``agents.export`` command lines share.
 
 * Reading a checkpoint's policy with clear errors (:func:`read_checkpoint` reads the config
-  and tensors, so its settings can be checked before :func:`restore_policy` builds the LM).
+  and tensors, so its settings can be checked before :func:`restore_policy` builds the LM;
+  :func:`load_policy` does both).
 * Checking that an output location can be written before the work starts
   (:func:`check_writable`); :func:`~agents.checkpoint.default_mode` (re-exported) gives what
   was written through a temporary name the mode a plain write would have.
@@ -40,6 +41,7 @@ __all__ = [
     "add_debug_flag",
     "check_writable",
     "default_mode",
+    "load_policy",
     "one_line",
     "read_checkpoint",
     "reported_errors",
@@ -171,3 +173,11 @@ def restore_policy(
             f"{one_line(err, limit=300)}"
         ) from err
     return ac.eval(), tokenizer
+
+
+def load_policy(path: str | os.PathLike[str]) -> tuple[ActorCritic, Any, dict[str, Any]]:
+    """The policy of the newest intact checkpoint at ``path`` in eval mode, its tokenizer and
+    its ``config.json`` (:func:`read_checkpoint` then :func:`restore_policy`)."""
+    policy_state, config, cfg = read_checkpoint(path)
+    ac, tokenizer = restore_policy(cfg, policy_state, path)
+    return ac, tokenizer, config

@@ -31,9 +31,9 @@ from agents.build import (
     build_policy,
     check_setup,
     is_toy,
-    load_policy,
     scripted_guide,
 )
+from agents.cli_common import load_policy
 from agents.config import TrainConfig
 from agents.offline_data import Row, reference_rows, write_rows, write_samples
 from textgen_env.tasks import default_guide

@@ -97,7 +97,7 @@ def start_run(
         done = saved[1]["iterations_done"]
         if init_from is None:  # a resumed run keeps its reference
             config["init_from"] = init_from = saved[2].get("init_from")
-        config = resumed_config(saved[2], config, done)
+        config = resumed_config(saved[2], config, done, type(cfg))
     donor = None
     if init_from:
         try:

@@ -1,8 +1,8 @@
 """ReST: Reinforced Self-Training (Gulcehre et al., 2023), and its expert-iteration form
 (ReST-EM: every Grow restarts from the base model).
 
-A run is G Grow steps (``total_iterations``), each followed by I Improve steps (one per
-threshold τ₁ < τ₂ < … < τ_I):
+A run is G Grow steps, each followed by I Improve steps (one per threshold τ₁ < τ₂ < … <
+τ_I); an iteration of the run is one Improve step, so ``total_iterations`` = G · I:
 
 1. **Grow** (paper §2, Alg. 1): the current policy π writes N episodes per train prompt
    through the env; the rows, with the env's rewards, are appended to
@@ -62,8 +62,9 @@ __all__ = ["RestConfig", "improve_thresholds", "train"]
 class RestConfig(TrainConfig):
     """ReST settings (``--algo rest``)."""
 
-    total_iterations: int = 2
-    """Grow steps G, each followed by its Improve steps; 0 writes the initial policy."""
+    total_iterations: int = 8
+    """Improve steps in all, G · I: G Grow steps of I = len(thresholds) Improve steps each
+    (a multiple of I); 0 writes the initial policy."""
     samples_per_prompt: int = 4
     """N: episodes per train prompt in each Grow step."""
     max_prompts: int = 0
@@ -105,6 +106,16 @@ class RestConfig(TrainConfig):
         if self.threshold_kind == "percentile" and not all(0 <= t <= 100 for t in taus):
             raise ValueError(f"percentile thresholds must be in [0, 100], got {taus}")
         self.thresholds = taus
+        if self.total_iterations % len(taus):
+            raise ValueError(
+                f"total_iterations {self.total_iterations} must be a multiple of the "
+                f"{len(taus)} thresholds (G Grow steps × I Improve steps)"
+            )
+
+    @property
+    def grow_steps(self) -> int:
+        """G: Grow steps of the run."""
+        return self.total_iterations // len(self.thresholds)
 
 
 def train(
@@ -126,7 +137,7 @@ def train(
     references = _references(run) if cfg.include_references else []
     learner = build_learner(ac, run.tokenizer, cfg)
 
-    for g in range(run.done // steps, cfg.total_iterations):
+    for g in range(run.done // steps, cfg.grow_steps):
         # 1. Grow: π writes N episodes per prompt, appended to grow-<g>.jsonl
         path = run.out / f"grow-{g}.jsonl"
         first = run.done - g * steps if g == run.done // steps else 0  # Improve steps done

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from agents.algorithms import config_from_dict
 from agents.checkpoint import checkpoint_dirs, remove_temporary
 from agents.config import TrainConfig
 
@@ -62,14 +61,16 @@ def claim_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     remove_temporary(out)
 
 
-def resumed_config(saved: dict[str, Any], config: dict[str, Any], done: int) -> dict[str, Any]:
+def resumed_config(
+    saved: dict[str, Any], config: dict[str, Any], done: int, cls: type[TrainConfig]
+) -> dict[str, Any]:
     """The config a resumed run records: ``config`` plus the saved ``"resumed"`` history and
     this resume's changes; raises :class:`RunSetupError` when a field outside
     :data:`RESUMABLE` differs, or when ``total_iterations`` is below the ``done`` iterations.
     """
     before = {
         "algo": saved["algo"],
-        **dataclasses.asdict(config_from_dict(saved)),  # old names mapped to current ones
+        **dataclasses.asdict(cls.from_record(saved)),  # old names mapped to current ones
         "init_from": saved.get("init_from"),
     }
     differ = {

@@ -26,7 +26,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.algorithms import ALGORITHMS
+from agents.algorithms import ALGORITHMS, OfflineAlgorithm
 from agents.build import (
     build_demonstrator,
     build_guide,
@@ -89,6 +89,8 @@ def run(
     spec = ALGORITHMS[algo]
     if not isinstance(cfg, spec.config):
         raise TypeError(f"{algo} needs a {spec.config.__name__}, got {type(cfg).__name__}")
+    if isinstance(spec, OfflineAlgorithm):  # its family's own loop (agents.alol, agents.rest)
+        return spec.train(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
     # Everything that can be refused is checked before the models load.
     check_setup(cfg, guide_server=spec.needs_guide or spec.demonstrator)
     out = run_dir(cfg, algo)
@@ -100,7 +102,7 @@ def run(
         start = saved[1]["iterations_done"]
         if init_from is None:  # a resumed BC+X run keeps its reference
             config["init_from"] = init_from = saved[2].get("init_from")
-        config = resumed_config(saved[2], config, start)
+        config = resumed_config(saved[2], config, start, type(cfg))
     donor = _load_init_from(init_from) if init_from else None
 
     random.seed(cfg.seed)

@@ -15,17 +15,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.algorithms import ALGORITHMS
+from agents.algorithms import ALGORITHMS, OfflineAlgorithm
 from agents.checkpoint import latest_checkpoint, load_checkpoint
 from agents.cli import PRESETS
 from agents.train import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--batch-size", "4", "--top-k", "0", "--learning-rate", "1e-3"]
+ONLINE = sorted(k for k, v in ALGORITHMS.items() if not isinstance(v, OfflineAlgorithm))
+OFFLINE_TINY = {  # A-LoL's family trains on the toy task's references
+    "alol": ["--value-steps", "5", "--value-samples", "1"],
+    "rest": ["--thresholds", "50", "--minibatch-size", "4", "--max-prompts", "4"],
+}
 
 
 def tiny_flags(algo: str, out: Path, iterations: int = 1) -> list[str]:
     flags = ["--algo", algo, "--output-dir", str(out), "--total-iterations", str(iterations)]
+    if isinstance(ALGORITHMS[algo], OfflineAlgorithm):
+        return flags + TINY + OFFLINE_TINY.get(algo, OFFLINE_TINY["alol"])
     flags += [*TINY, "--minibatch-size", "2"]
     if algo != "bc":
         flags += ["--update-epochs", "1"]
@@ -128,7 +135,7 @@ def test_bool_flags(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path)[2]["separate_critic"] is True
 
 
-@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+@pytest.mark.parametrize("algo", ONLINE)
 def test_preset_applies_and_flags_override(algo: str, tmp_path: Path) -> None:
     preset = preset_for("cpu-small", algo)
     assert preset.get("learning_rate") == 1e-3

@@ -20,8 +20,9 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
-from agents.build import build_tokenizer_and_model, load_policy
+from agents.build import build_tokenizer_and_model
 from agents.checkpoint import latest_checkpoint
+from agents.cli_common import load_policy
 from agents.export import README, export, main
 from agents.ppo import PPOConfig
 from agents.trainer import run

@@ -100,7 +100,7 @@ def test_resumable_fields_are_real_fields() -> None:
     names = {f.name for f in dataclasses.fields(PPOConfig)}
     assert set(RESUMABLE) <= names
     saved = {"algo": "ppo", **dataclasses.asdict(PPOConfig()), "init_from": None}
-    same = resumed_config(saved, dict(saved), 0)
+    same = resumed_config(saved, dict(saved), 0, PPOConfig)
     assert same["resumed"] == []
 
 

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from agents import lols, ppo_pp
 from agents.algorithms import ALGORITHMS
-from agents.build import build_policy, load_policy
+from agents.build import build_policy
 from agents.checkpoint import (
     CheckpointError,
     DamagedCheckpointWarning,
@@ -23,6 +23,7 @@ from agents.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from agents.cli_common import load_policy
 from agents.config import TrainConfig
 from agents.trainer import run
 

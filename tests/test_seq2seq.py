@@ -12,7 +12,8 @@ import torch
 
 from agents import ppo
 from agents.algorithms import ALGORITHMS
-from agents.build import build_policy, build_tokenizer_and_model, load_policy
+from agents.build import build_policy, build_tokenizer_and_model
+from agents.cli_common import load_policy
 from agents.engine import Plan, collect
 from agents.policy import ActorCritic, right_align
 from agents.ppo import PPOConfig
