@@ -100,11 +100,19 @@ def score(ac: ActorCritic, rollout: Rollout, cfg: PPOConfig, kl_coef: float) -> 
     guided = rollout.guided.to(dev)  # (B,)
     ac.eval()  # no dropout (module doc)
 
-    # 1. log π, log π_ref and both value outputs, minibatch by minibatch
+    # 1. log π, log π_ref and both value outputs, minibatch by minibatch. With one epoch over
+    # one minibatch, π's pass keeps its graph and the update reuses it: its only forward would
+    # compute the same outputs from the same weights (issue #9: one LM pass fewer).
+    reuse = cfg.update_epochs == 1 and cfg.minibatch_size >= ids.shape[0]
+    first_pass = None
     lps, ref_lps, vals = [], [], []
     for lo in range(0, ids.shape[0], cfg.minibatch_size):
         rows = slice(lo, lo + cfg.minibatch_size)
-        logits, values = ac(ids[rows], attn[rows], width)  # (b, G, V), (b, G, 2)
+        with torch.set_grad_enabled(reuse):
+            logits, values = ac(ids[rows], attn[rows], width)  # (b, G, V), (b, G, 2)
+        if reuse:
+            first_pass = (logits, values)
+            logits, values = logits.detach(), values.detach()
         ref_logits = ac.reference_logits(ids[rows], attn[rows], width)  # (b, G, V)
         if cfg.temperature != 1.0:
             logits, ref_logits = logits / cfg.temperature, ref_logits / cfg.temperature
@@ -171,6 +179,7 @@ def score(ac: ActorCritic, rollout: Rollout, cfg: PPOConfig, kl_coef: float) -> 
         value_mask=value_mask,
         kl=kl,
         stats=stats,
+        first_pass=first_pass,
     )
 
 
@@ -197,8 +206,14 @@ def update(
             train_policy, train_value = bool(has_policy[idx].any()), bool(has_value[idx].any())
             if not (train_policy or train_value):
                 continue
-            # 1. forward π and the value head on the minibatch
-            logits, values = ac(batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_width)
+            # 1. forward π and the value head on the minibatch (or take score's pass)
+            if batch.first_pass is not None:  # one epoch over one minibatch: idx is all rows
+                logits, values = (t[idx] for t in batch.first_pass)  # (b, G, V), (b, G, 2)
+                batch.first_pass = None  # its graph is freed by this step's backward
+            else:
+                logits, values = ac(
+                    batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_width
+                )  # (b, G, V), (b, G, 2)
             if cfg.temperature != 1.0:  # (a division would copy the (b, G, V) logits)
                 logits = logits / cfg.temperature  # (b, G, V)
             values = select_value(values, batch.value_heads[idx])  # (b, G)
@@ -256,6 +271,9 @@ class ScoredBatch:
     """Mean KL(π ‖ π_ref) per π token before the update (k1 estimate): the KL controller's
     input."""
     stats: dict[str, float]
+    first_pass: tuple[torch.Tensor, torch.Tensor] | None = None
+    """π's logits ``(B, G, V)`` and values ``(B, G, 2)`` with their graph, when the update is
+    one epoch over one minibatch (its only forward would recompute them); else ``None``."""
 
 
 def select_value(values: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:

@@ -500,3 +500,26 @@ def test_the_entropy_bonus_reaches_the_gradient_only_when_on() -> None:
         return ac.model.lm_head.weight.detach().clone()
 
     assert not torch.equal(step(0.0), step(1.0))
+
+
+@pytest.mark.parametrize("plan", [PPO, AGGREVATED], ids=["ppo", "aggrevated"])
+def test_one_minibatch_update_reuses_the_scoring_pass(plan: Plan) -> None:
+    """Issue #9: with one epoch over one minibatch, score keeps π's pass for the update; the
+    step is the one a fresh forward gives."""
+    cfg = ppo.PPOConfig(batch_size=8, minibatch_size=8, update_epochs=1, learning_rate=1e-2)
+    batch_rollout = rollout(plan, n=8)
+    weights = []
+    for reuse in (True, False):
+        ac = perturbed_actor_critic()
+        opt = torch.optim.SGD(ac.trainable_parameters(), lr=cfg.learning_rate)  # step ∝ gradient
+        batch = ppo.score(ac, batch_rollout, cfg, kl_coef=0.1)
+        assert batch.first_pass is not None and batch.first_pass[0].requires_grad
+        if not reuse:
+            batch.first_pass = None
+        stats = ppo.update(ac, opt, batch, cfg, np.random.default_rng(0))
+        assert stats["losses/clipfrac"] == 0.0  # ratio 1 on the only minibatch
+        weights.append([p.detach().clone() for p in ac.trainable_parameters()])
+    for a, b in zip(*weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    two = ppo.score(perturbed_actor_critic(), batch_rollout, cfg_for(8, update_epochs=1), 0.1)
+    assert two.first_pass is None  # two minibatches: no pass to reuse
