@@ -83,8 +83,8 @@ class TextGuide:
     parallel requests from one guide. To make a timeout leave nothing running, let ``fn`` bound
     its own blocking work: with ``fn_takes_timeout`` it is called as
     ``fn(texts, timeout_s=...)`` and can hand the seconds to its HTTP client, whose timeout
-    closes the request. (:class:`~textgen_env.guides.api.APIGuide` does this for an
-    OpenAI-compatible server.)
+    closes the request. (:class:`~textgen_env.guides.api.APIGuide` bounds each request by its
+    HTTP client's timeout in the same way.)
 
     ``timeout_s``, ``max_retries`` and ``retry_backoff_s`` may be reassigned (checked as in the
     constructor); the other attributes are read-only.
