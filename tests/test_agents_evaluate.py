@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import agents.evaluate as evaluate_module
+from agents.algorithms import ALGORITHMS
 from agents.checkpoint import CheckpointError, latest_checkpoint
 from agents.evaluate import check_env_ids, evaluate, main
 from agents.ppo import PPOConfig
@@ -354,7 +355,7 @@ def test_a_checkpoint_of_an_unknown_algorithm(
     (ckpt / "config.json").write_text(json.dumps(config | {"algo": "magic"}))
     assert cli_error(["--checkpoint", str(copy)], capsys) == (
         f"checkpoint {copy} was written by an unknown algorithm 'magic' "
-        "(known: aggrevated, bc, d2lols, lols, ppo, ppo_pp)"
+        f"(known: {', '.join(sorted(ALGORITHMS))})"
     )
 
 
