@@ -19,6 +19,7 @@ Writes into the suite's folder:
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import statistics
 from collections import defaultdict
@@ -46,8 +47,8 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "textgen_env/Reverse-v0": (
         ("task_reward", "reward"),
-        ("rouge_l", "ROUGE-L"),
-        ("mean_length", "chars"),
+        ("exact_match", "exact"),
+        ("mean_chars", "chars"),
     ),
     "textgen_env/Twist-v0": (
         ("task_reward", "reward"),
@@ -73,10 +74,22 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("bertscore_minilm_f1", "BERTScore (MiniLM)"),
     ),
 }
+# env id -> {metric: (prompt, generation) -> value}: metrics the report adds, as the mean
+# over a run's test generations (the evaluator's words and n-grams say nothing on Reverse,
+# whose completions are one word).
+DERIVED: dict[str, dict[str, Callable[[str, str], float]]] = {
+    "textgen_env/Reverse-v0": {
+        "exact_match": lambda prompt, text: float(text == prompt.removesuffix("=")[::-1]),
+        "mean_chars": lambda prompt, text: float(len(text)),
+    },
+}
 SAMPLE_PROMPTS = 4
 """Test prompts shown in ``samples_<task>.md`` (the first ones, for every row)."""
-REFERENCE_LINES = {"zero-shot": ("gray", "--"), "bc": ("tab:brown", "-."), "guide": ("k", ":")}
+REFERENCE_LINES = {"zero-shot": ("tab:gray", "--"), "bc": ("tab:brown", "-."), "guide": ("k", ":")}
 """Rows drawn as horizontal lines (their test reward) on the learning curves."""
+CURVE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:pink",
+                "tab:olive", "tab:cyan")  # fmt: skip
+"""The learning curves' colors (not those of :data:`REFERENCE_LINES`), repeated if needed."""
 
 
 def load_records(folder: Path) -> Records:
@@ -215,6 +228,7 @@ def write_report(
     if not records:
         raise ReportError(f"no run results in {Path(folder) / 'run_results'}; run the suite first")
     folder = Path(folder)
+    records = [_with_derived(r) for r in records]
     tasks = _ordered({r["task"] for r in records}, task_order)
     rows = _ordered({r["row"] for r in records}, row_order)
     by: dict[str, dict[str, Records]] = {t: defaultdict(list) for t in tasks}
@@ -242,6 +256,15 @@ def write_report(
         if path is not None:
             written.append(path)
     return written
+
+
+def _with_derived(record: dict[str, Any]) -> dict[str, Any]:
+    derived = DERIVED.get(record["task"], {})
+    if not derived:
+        return record
+    pairs = list(zip(record["prompts"], record["generations"], strict=True))
+    extra = {k: float(np.mean([f(p, g) for p, g in pairs])) for k, f in derived.items()}
+    return record | {"metrics": record["metrics"] | extra}
 
 
 def _write_table(
@@ -456,6 +479,15 @@ def _write_samples(
     return path
 
 
+def row_colors(rows: Sequence[str]) -> dict[str, str]:
+    """Each row's color, the same in every plot: the reference rows their own, the others
+    :data:`CURVE_COLORS` in order."""
+    others = itertools.cycle(CURVE_COLORS)
+    return {
+        row: REFERENCE_LINES[row][0] if row in REFERENCE_LINES else next(others) for row in rows
+    }
+
+
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing moving average (the first points average what there is)."""
     sums = np.cumsum(np.insert(values, 0, 0.0))
@@ -470,7 +502,7 @@ def _plot_curves(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    colors = iter(plt.get_cmap("tab10").colors * 2)
+    colors = row_colors(rows)
     window, seeds = 1, 0
     for row in rows:
         rs = groups.get(row, [])
@@ -497,7 +529,7 @@ def _plot_curves(
         stack = np.vstack(per_seed)
         mean, std = stack.mean(0), stack.std(0)
         x = (np.asarray(steps) + 1) * batch
-        color = next(colors)
+        color = colors[row]
         ax.plot(x, mean, color=color, label=labels[row])
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
         seeds = max(seeds, len(curves))
@@ -526,6 +558,7 @@ def _plot_difficulty(
 
     buckets, table = split
     shown = [row for row in rows if row in table]
+    colors = row_colors(rows)
     fig, ax = plt.subplots(figsize=(8, 4.2))
     width = 0.8 / max(len(shown), 1)
     for j, row in enumerate(shown):
@@ -535,7 +568,7 @@ def _plot_difficulty(
             for b in buckets
         ]
         x = np.arange(len(buckets)) + (j - (len(shown) - 1) / 2) * width
-        ax.bar(x, means, width, yerr=stds, label=labels[row], capsize=2)
+        ax.bar(x, means, width, yerr=stds, label=labels[row], capsize=2, color=colors[row])
     ax.set_xticks(np.arange(len(buckets)), buckets)
     ax.set_ylabel("mean test reward")
     ax.set_title(f"{short(task)}: {DIFFICULTY[task][0]}", fontsize=10)

@@ -151,7 +151,7 @@ SUITES: dict[str, Suite] = {
         about=(
             "Toy tasks with a tiny random LM (2 layers, 64 wide) and the ε = 0.3 scripted "
             f"guide; the `cpu-small` preset for {TOY_ITERATIONS} iterations of 256 episodes "
-            "(BC: 10 iterations); minutes on 2 CPU cores."
+            "(BC: 10 iterations); 30-40 minutes on 2 CPU cores."
         ),
         tasks=("textgen_env/Positive-v0", "textgen_env/Reverse-v0", "textgen_env/Twist-v0"),
         seeds=(0, 1, 2, 3, 4),
