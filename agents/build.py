@@ -6,7 +6,6 @@ The toy tasks' experts and model sizes are literal tables here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 import textgen_env  # noqa: F401  (registers ids)
 from agents.bc import BCConfig
 from agents.config import TrainConfig
+from agents.distributed import check_processes, world_size
 from agents.learner import LearnerPolicy
 from agents.policy import ActorCritic
 from agents.rundir import RunSetupError
@@ -93,19 +93,21 @@ def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -
     return tokenizer, model
 
 
-def check_setup(cfg: TrainConfig, *, guide_server: bool = False) -> None:
+def check_setup(cfg: TrainConfig, *, guide_server: bool = False, processes: bool = False) -> None:
     """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device,
-    or when the process was started as one of several (``accelerate launch``, ``torchrun``):
-    training does not split its work across processes yet, and each would train its own copy
-    into the same run directory. With ``guide_server`` (a run that asks its guide), a served
-    guide that cannot work is refused too (:func:`check_guide_server`); evaluating or
-    exporting a policy never needs the server."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
+    or when the process was started as one of several (``accelerate launch``, ``torchrun``)
+    and either the caller trains in one process only (``processes`` False: each process would
+    train its own copy into the same run directory) or the processes cannot share this run
+    (:func:`~agents.distributed.check_processes`). With ``guide_server`` (a run that asks its
+    guide), a served guide that cannot work is refused too (:func:`check_guide_server`);
+    evaluating or exporting a policy never needs the server."""
+    world = world_size()
+    if world > 1 and not processes:
         raise RunSetupError(
-            f"this process is one of {world} (WORLD_SIZE={world}); multi-process training is "
-            "not supported yet, and every process would train its own copy into the same run "
-            "directory: start a single process"
+            f"this process is one of {world} (WORLD_SIZE={world}), but only the online "
+            "algorithms train with several processes (evaluation, data files and the offline "
+            "algorithms run in one, and each process would repeat the work): start a single "
+            "process"
         )
     if cfg.env_id not in gym.registry:
         ids = sorted(k for k in gym.registry if k.startswith("textgen_env/"))
@@ -116,6 +118,10 @@ def check_setup(cfg: TrainConfig, *, guide_server: bool = False) -> None:
         raise RunSetupError(f"device {cfg.device!r}: {err}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RunSetupError(f"device {cfg.device!r}: no CUDA device is available here")
+    if cfg.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RunSetupError(f"--bf16: device {cfg.device!r} does not support bfloat16")
+    if world > 1:
+        check_processes(cfg, world)
     if guide_server and cfg.guide_api_base:
         check_guide_server(cfg)
 

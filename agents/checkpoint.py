@@ -2,7 +2,8 @@
 
 * ``policy.safetensors``: the policy's tensors (LM or LoRA adapters, value head);
 * ``trainer.pt``: optimizer, KL controller, iteration and RNG states, only tensors and plain
-  Python values, read back with ``torch.load(weights_only=True)``;
+  Python values, read back with ``torch.load(weights_only=True)``; the RNG states of a run of
+  several processes are every process's (:func:`rng_record`, :func:`saved_rng_states`);
 * ``config.json``: the run's config.
 
 Loading a checkpoint never executes code. A checkpoint is written under a temporary name and
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -35,7 +38,11 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "remove_temporary",
+    "restore_rng_states",
+    "rng_record",
+    "rng_states",
     "save_checkpoint",
+    "saved_rng_states",
 ]
 
 POLICY = "policy.safetensors"
@@ -196,6 +203,42 @@ def _load_one(
         except Exception as err:  # weights_only refuses a pickle that would run code
             raise ValueError(f"{ckpt / TRAINER}: not a plain-data checkpoint ({err})") from err
     return policy_state, trainer_state, config
+
+
+def rng_states(np_rng: np.random.Generator, env_rng: np.random.Generator) -> dict[str, Any]:
+    """One process's RNG states as a checkpoint holds them: the run's generator ``np_rng``, the
+    vector env's ``env_rng``, torch's and Python's global ones."""
+    return {
+        "np_rng": np_rng.bit_generator.state,
+        "env_rng": env_rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": random.getstate(),
+    }
+
+
+def restore_rng_states(
+    states: dict[str, Any], np_rng: np.random.Generator, env_rng: np.random.Generator
+) -> None:
+    """Put the :func:`rng_states` ``states`` back into the generators they came from."""
+    np_rng.bit_generator.state = states["np_rng"]
+    env_rng.bit_generator.state = states["env_rng"]
+    torch.set_rng_state(states["torch_rng"])
+    random.setstate(states["python_rng"])
+
+
+def rng_record(every: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trainer-state entries of every process's :func:`rng_states` (in rank order):
+    process 0's at the top level (where a single-process checkpoint has them), the number of
+    processes as ``world_size`` and the others' as ``process_rngs``."""
+    return {**every[0], "world_size": len(every), "process_rngs": every[1:]}
+
+
+def saved_rng_states(state: dict[str, Any], rank: int, world: int) -> dict[str, Any] | None:
+    """Process ``rank``'s RNG states in the trainer state ``state`` when ``world`` processes
+    wrote it (checkpoints without ``world_size`` come from one), else ``None``."""
+    if state.get("world_size", 1) != world:
+        return None
+    return state if rank == 0 else state["process_rngs"][rank - 1]
 
 
 def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -8,6 +8,12 @@ loop owns seeding, TensorBoard logging (``charts/``, ``losses/``, ``time/``, a s
 ``guide/`` requests, tokens, latency and errors, the config and sample completions as text)
 and atomic checkpoints that hold everything ``--resume`` needs to reproduce an uninterrupted
 run: policy (+ value head), optimizer, KL controller, iteration and every RNG state.
+
+Started by ``accelerate launch`` (or ``torchrun``) as N processes, each runs this loop on its
+share of the batch, DDP averages the update's gradients, and only the main process logs and
+saves (:mod:`agents.distributed` says how the run splits). ``--resume`` with the number of
+processes the run had continues it exactly; with another number, π, the optimizer, β_KL and
+the iteration carry over and each process starts new random streams.
 """
 
 from __future__ import annotations
@@ -39,9 +45,14 @@ from agents.checkpoint import (
     checkpoint_dirs,
     latest_checkpoint,
     load_checkpoint,
+    restore_rng_states,
+    rng_record,
+    rng_states,
     save_checkpoint,
+    saved_rng_states,
 )
 from agents.config import TrainConfig
+from agents.distributed import join_processes
 from agents.engine import Actor, collect
 from agents.kl_control import kl_controller
 from agents.policy import ActorCritic
@@ -92,9 +103,11 @@ def run(
     if isinstance(spec, OfflineAlgorithm):  # its family's own loop (agents.alol, agents.rest)
         return spec.train(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
     # Everything that can be refused is checked before the models load.
-    check_setup(cfg, guide_server=spec.needs_guide or spec.demonstrator)
+    check_setup(cfg, guide_server=spec.needs_guide or spec.demonstrator, processes=True)
+    procs = join_processes(cfg)  # this process among those a launcher started (or alone)
+    local = procs.share(cfg)  # its share: batch_size / N episodes, minibatch_size / N a step
     out = run_dir(cfg, algo)
-    claim_run_dir(out, resume=resume, overwrite=overwrite)
+    procs.first_on_main(partial(claim_run_dir, out, resume=resume, overwrite=overwrite))
     config = {"algo": algo, **dataclasses.asdict(cfg), "init_from": init_from}
     saved = load_checkpoint(out) if resume else None
     start = 0
@@ -104,17 +117,22 @@ def run(
             config["init_from"] = init_from = saved[2].get("init_from")
         config = resumed_config(saved[2], config, start, type(cfg))
     donor = _load_init_from(init_from) if init_from else None
+    # This process's saved random streams: none when the run had another number of processes.
+    rngs = saved_rng_states(saved[1], procs.rank, procs.world) if saved is not None else None
+    seed = procs.seed(cfg.seed, restart=start if saved is not None and rngs is None else 0)
 
-    random.seed(cfg.seed)
-    np_rng = np.random.default_rng(cfg.seed)
-    ac, tokenizer, envs = build_policy(cfg)
+    random.seed(seed)
+    np_rng = np.random.default_rng(seed)
+    ac, tokenizer, envs = build_policy(local)  # the same initial π in every process
+    if seed != cfg.seed:  # torch's stream too, once π is built
+        torch.manual_seed(seed)
     venv = envs.unwrapped
-    venv.reset(seed=cfg.seed)
-    guide = guide or partial(build_demonstrator if spec.demonstrator else build_guide, cfg)
+    venv.reset(seed=seed)
+    guide = guide or partial(build_demonstrator if spec.demonstrator else build_guide, local)
     if spec.demonstrator:  # BC: the demonstrator writes every episode
         actor, helper = guide(venv, ac), None
     else:
-        actor = build_learner(ac, tokenizer, cfg)
+        actor = build_learner(ac, tokenizer, local)
         helper = guide(venv, ac) if spec.needs_guide else None
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     kl_ctl = kl_controller(cfg)
@@ -126,23 +144,23 @@ def run(
         _load_policy_state(ac, policy_state, f"checkpoint in {out}")
         optimizer.load_state_dict(state["optimizer"])
         kl_ctl.load_state_dict(state["kl_controller"])
-        np_rng.bit_generator.state = state["np_rng"]
-        venv.np_random.bit_generator.state = state["env_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
+        if rngs is not None:
+            restore_rng_states(rngs, np_rng, venv.np_random)
+    policy = procs.replicate(ac)  # what the update calls: π, through DDP with several processes
 
-    writer = SummaryWriter(str(out / "tb"))
-    writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", start)
+    writer = SummaryWriter(str(out / "tb")) if procs.main else None  # the main process logs
+    if writer is not None:
+        writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", start)
 
     def checkpoint(done: int) -> None:
+        every = procs.gather(rng_states(np_rng, venv.np_random))  # every process's streams
+        if not procs.main:
+            return
         trainer_state = {
             "iterations_done": done,
             "optimizer": optimizer.state_dict(),
             "kl_controller": kl_ctl.state_dict(),
-            "np_rng": np_rng.bit_generator.state,
-            "env_rng": venv.np_random.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
+            **rng_record(every),
         }
         save_checkpoint(
             out, done, policy_state=ac.policy_state(), trainer_state=trainer_state, config=config
@@ -150,25 +168,29 @@ def run(
 
     # A served guide's usage is logged per iteration, and its connections closed at the end.
     served = next((g for g in (helper, actor) if isinstance(g, APIGuide)), None)
-    bar = tqdm(range(start, cfg.total_iterations), desc=algo, unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        range(start, cfg.total_iterations),
+        desc=algo,
+        unit="it",
+        dynamic_ncols=True,
+        disable=not procs.main,
+    )
     try:
         for iteration in bar:
-            # 1. plan: who rolls in and out of guided samples this iteration, and β
-            plan = spec.plan(cfg, iteration, np_rng)
-            # 2. collect: a batch of episodes through the env (agents.engine)
+            # 1. plan: who rolls in and out of guided samples this iteration, and β (one plan
+            # for the whole batch: the main process's)
+            plan = procs.from_main(spec.plan(local, iteration, np_rng))
+            # 2. collect: this process's share of the batch through its env (agents.engine)
             ac.eval()
             used = served.usage() if served is not None else None
             rollout = collect(venv, actor, helper, plan, np_rng)
             # 3. score: log-probs, KL-shaped rewards, advantages (PPO family) or demonstrations
             t0 = time.perf_counter()
-            batch = spec.score(ac, rollout, cfg, kl_ctl.value)
-            # 4. update: gradient steps, then adapt β_KL to the KL the batch measured
-            scalars = batch.stats | spec.update(ac, optimizer, batch, cfg, np_rng)
-            if batch.kl is not None:
-                kl_ctl.update(batch.kl, cfg.batch_size)
+            batch = spec.score(ac, rollout, local, kl_ctl.value)
+            # 4. update: gradient steps (with several processes DDP averages the gradients)
+            scalars = batch.stats | spec.update(policy, optimizer, batch, local, np_rng)
             update_s = time.perf_counter() - t0
-            _check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
-            # 5. log
+            # 5. log: the scalars of the whole batch (every process); β_KL adapts to its KL
             total_s = rollout.generation_seconds + rollout.reward_seconds + update_s
             scalars |= {
                 "charts/guide_rolls_in": float(plan.beta > 0 and plan.roll_in is Actor.GUIDE),
@@ -180,10 +202,16 @@ def run(
             }
             if served is not None and used is not None:  # the served guide's requests
                 scalars |= _guide_scalars(used, served.usage())
-            for name, value in scalars.items():
-                writer.add_scalar(name, value, iteration)
-            if cfg.log_samples_every and iteration % cfg.log_samples_every == 0:
-                writer.add_text("samples", samples_table(venv.task, rollout), iteration)
+            pi_tokens = int(rollout.learner_mask.sum())
+            scalars, kl = procs.reduce(scalars, batch.kl, pi_tokens)
+            if kl is not None:
+                kl_ctl.update(kl, cfg.batch_size)
+            _check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
+            if writer is not None:
+                for name, value in scalars.items():
+                    writer.add_scalar(name, value, iteration)
+                if cfg.log_samples_every and iteration % cfg.log_samples_every == 0:
+                    writer.add_text("samples", samples_table(venv.task, rollout), iteration)
             bar.set_postfix(reward=f"{rollout.task_rewards.mean().item():.3f}")
             # 6. checkpoint
             if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.total_iterations:
@@ -191,9 +219,11 @@ def run(
         if cfg.total_iterations == 0:  # the "no training" checkpoint: the initial policy
             checkpoint(0)
     finally:  # also when the guide fails: the checkpoints written so far stay the run's
-        writer.close()
+        if writer is not None:
+            writer.close()
         if served is not None:
             served.close()
+    procs.finish()  # every process returns once the last checkpoint is written
     return out
 
 

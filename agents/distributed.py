@@ -1,0 +1,344 @@
+"""Several processes on one run: data parallelism through Hugging Face accelerate.
+
+A launcher (``accelerate launch --multi_gpu --num_processes N``, ``torchrun``) starts N
+processes of ``python -m agents.train`` and tells each its place (``WORLD_SIZE``, ``RANK``,
+``LOCAL_RANK``); :func:`join_processes` turns that into a :class:`Processes`, with an accelerate
+``Accelerator`` that joins them. The run's config describes the whole run; the processes
+split it:
+
+* **batch**: process r runs its own vector env of ``batch_size / N`` sub-envs and takes
+  ``minibatch_size / N`` of its episodes per gradient step (:meth:`Processes.share`), so a
+  gradient step still sees ``minibatch_size`` episodes and an iteration takes as many steps
+  as in one process. Roll-ins, roll-outs, rewards and scoring stay in the process (advantages
+  are whitened over the process's own episodes).
+* **plan**: every process collects under the main process's plan of the iteration (LOLS
+  tosses one coin per iteration for the whole batch, as in one process).
+* **gradients**: accelerate's ``prepare`` wraps π in DDP; the update's forward passes go
+  through the wrapper (:class:`ReplicatedPolicy`), so the backward pass averages gradients
+  over the processes and every process takes the same optimizer step from the same weights.
+* **scalars**: one iteration's logged scalars are the mean over the processes (counts of
+  the batch's work, :data:`SUMMED`, are summed); the KL that adapts β_KL is the mean over
+  every π token of the global batch (:meth:`Processes.reduce`).
+* **randomness**: process r seeds each of its generators with :func:`process_seed` of the
+  run's seed and r (the seed itself for r = 0); the initial π is the same in every process.
+* **files**: only the main process (r = 0) claims the run directory, logs and writes
+  checkpoints; a checkpoint holds every process's RNG states (:meth:`Processes.gather`).
+
+Without a launcher there is one process and no accelerator: :meth:`Processes.share` returns
+the config itself, :meth:`Processes.replicate` π itself, :meth:`Processes.reduce` its input,
+so a single-process run is the same computation, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.config import TrainConfig
+from agents.policy import ActorCritic
+from agents.ppo import PPOConfig
+from agents.rundir import RunSetupError
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+__all__ = [
+    "SHARDING",
+    "SPLIT",
+    "SUMMED",
+    "Processes",
+    "ReplicatedPolicy",
+    "check_processes",
+    "join_processes",
+    "process_seed",
+    "world_size",
+]
+
+C = TypeVar("C", bound=TrainConfig)
+T = TypeVar("T")
+
+SPLIT = ("batch_size", "minibatch_size")
+"""Config fields that count episodes of the whole run: each process gets 1/N of them."""
+SUMMED = frozenset(
+    {
+        "charts/roll_in_resampled",
+        "time/tokens_per_s",
+        "guide/requests",
+        "guide/cache_hits",
+        "guide/retries",
+        "guide/errors",
+        "guide/prompt_tokens",
+        "guide/completion_tokens",
+    }
+)
+"""Scalars that count the work of a process's share of the batch: the run logs their sum."""
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""What a launcher sets besides WORLD_SIZE, and :func:`join_processes` needs to join the others."""
+SHARDING = {
+    "ACCELERATE_USE_FSDP": "FSDP",
+    "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+    "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM",
+}
+"""What ``accelerate launch`` sets when its config asks for sharding (an accelerator on CPUs
+ignores these flags and would silently run DDP instead): flag → name."""
+
+
+def world_size() -> int:
+    """How many processes the launcher started: ``WORLD_SIZE``, 1 without a launcher."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if not world.isdigit() or int(world) < 1:
+        raise RunSetupError(f"WORLD_SIZE={world!r} is not a number of processes")
+    return int(world)
+
+
+def check_processes(cfg: TrainConfig, world: int) -> None:
+    """Raise :class:`RunSetupError` when ``world`` processes cannot share the run ``cfg``: no
+    launcher started them, the launcher asked for sharding (:data:`SHARDING`), a :data:`SPLIT`
+    field does not divide by ``world``, ``target_kl`` would stop each process's update at its
+    own epoch, the device names one index for all, or a process would have no GPU of its own."""
+    missing = [name for name in LAUNCHER_VARIABLES if name not in os.environ]
+    if missing:
+        raise RunSetupError(
+            f"this process is one of {world} (WORLD_SIZE={world}) but no launcher started it "
+            f"({', '.join(missing)} not set): start it with accelerate launch or torchrun, or "
+            "start a single process"
+        )
+    asked = [name for flag, name in SHARDING.items() if os.environ.get(flag, "").lower() == "true"]
+    if asked:
+        raise RunSetupError(
+            f"accelerate launch asked for {asked[0]}, which this trainer does not run: it averages "
+            "gradients with DDP (accelerate launch --multi_gpu, configs/accelerate/ddp.yaml or "
+            "cpu.yaml); docs/scaling.md says what sharding would need"
+        )
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for name in SPLIT:
+        if name in names and getattr(cfg, name) % world:
+            raise RunSetupError(
+                f"{name} {getattr(cfg, name)} does not divide among {world} processes: it counts "
+                f"the episodes of all of them; use a multiple of {world}"
+            )
+    if isinstance(cfg, PPOConfig) and cfg.target_kl is not None:
+        raise RunSetupError(
+            "target_kl stops the update's epochs on the KL each process measures, so the "
+            "processes would stop at different epochs; leave it unset with several processes"
+        )
+    device = torch.device(cfg.device)
+    if device.type != "cpu" and device.index is not None:
+        raise RunSetupError(
+            f"device {cfg.device!r} names one device for {world} processes; name the type only "
+            f"({device.type!r}): process r uses {device.type}:LOCAL_RANK"
+        )
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda" and local_rank >= torch.cuda.device_count():
+        raise RunSetupError(
+            f"process {os.environ['RANK']} (local rank {local_rank}) has no GPU of its own: "
+            f"{torch.cuda.device_count()} visible; start at most that many processes per node"
+        )
+
+
+def process_seed(seed: int, rank: int, restart: int = 0) -> int:
+    """The seed of process ``rank``'s generators: ``seed`` itself for rank 0 (a single process
+    is seeded as it always was), else a mix of ``seed`` and ``rank`` (no two runs' streams
+    coincide the way ``seed + rank`` would). ``restart`` > 0 (the iterations done when a run
+    resumed with another number of processes) mixes in too: new streams, not replayed ones."""
+    if rank == 0 and restart == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank, restart]).generate_state(1, np.uint32)[0])
+
+
+class ReplicatedPolicy:
+    """π as the update functions see it in a multi-process run.
+
+    Calling it runs π's forward through accelerate's DDP wrapper, whose backward averages the
+    gradients over the processes; the other methods the updates use are π's own.
+    """
+
+    def __init__(self, ac: ActorCritic, wrapped: nn.Module) -> None:
+        self.ac = ac
+        self.wrapped = wrapped
+
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """π's logits ``(B, G, V)`` and values ``(B, G, 2)`` (:meth:`ActorCritic.forward`)."""
+        return self.wrapped(input_ids, attention_mask, prompt_width)
+
+    def train(self, mode: bool = True) -> ReplicatedPolicy:
+        """Set π's train/eval mode (:meth:`ActorCritic.train`)."""
+        self.wrapped.train(mode)
+        return self
+
+    def eval(self) -> ReplicatedPolicy:
+        """Eval mode (no dropout)."""
+        return self.train(False)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """π's parameters."""
+        return self.ac.parameters()
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimizer updates."""
+        return self.ac.trainable_parameters()
+
+    def reference_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
+    ) -> torch.Tensor:
+        """π_ref's logits (:meth:`ActorCritic.reference_logits`); π_ref is not trained."""
+        return self.ac.reference_logits(input_ids, attention_mask, prompt_width)
+
+
+@dataclass
+class Processes:
+    """This process's place among the run's processes, and what they do together."""
+
+    rank: int
+    """0 .. world - 1; process 0 is the main one."""
+    world: int
+    """How many processes share the run."""
+    accelerator: Accelerator | None = None
+    """Joins the processes (``None`` in a single process)."""
+
+    @property
+    def main(self) -> bool:
+        """Whether this process logs and writes checkpoints."""
+        return self.rank == 0
+
+    def share(self, cfg: C) -> C:
+        """The config this process runs: 1/N of each :data:`SPLIT` field and, on GPUs, its own
+        device (the config itself in a single process)."""
+        if self.accelerator is None:
+            return cfg
+        names = {f.name for f in dataclasses.fields(cfg)}
+        split = {name: getattr(cfg, name) // self.world for name in SPLIT if name in names}
+        device = cfg.device if torch.device(cfg.device).type == "cpu" else self.accelerator.device
+        return dataclasses.replace(cfg, **split, device=str(device))
+
+    def seed(self, seed: int, restart: int = 0) -> int:
+        """This process's seed (:func:`process_seed`)."""
+        return process_seed(seed, self.rank, restart)
+
+    def replicate(self, ac: ActorCritic) -> ActorCritic | ReplicatedPolicy:
+        """π for the update: wrapped by accelerate (DDP) in a multi-process run, else π."""
+        if self.accelerator is None:
+            return ac
+        return ReplicatedPolicy(ac, self.accelerator.prepare(ac))
+
+    def first_on_main(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the main process while the others wait (e.g. claiming the run
+        directory); a :class:`RunSetupError` it raises is raised in every process."""
+        if self.accelerator is None:
+            fn()
+            return
+        from accelerate.utils import broadcast_object_list
+
+        error = None
+        if self.main:
+            try:
+                fn()
+            except RunSetupError as err:
+                error = str(err)
+        error = broadcast_object_list([error])[0]
+        if error is not None:
+            raise RunSetupError(error)
+
+    def from_main(self, value: T) -> T:
+        """The main process's ``value`` in every process (``value`` itself in a single one)."""
+        if self.accelerator is None:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value])[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's ``value`` (plain Python objects and tensors), in rank order."""
+        if self.accelerator is None:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return gather_object([value])
+
+    def reduce(
+        self, scalars: dict[str, float], kl: float | None, kl_tokens: int
+    ) -> tuple[dict[str, float], float | None]:
+        """One iteration's scalars and KL over every process: each scalar the mean of the
+        processes that have it (:data:`SUMMED` ones the sum); the KL the mean over the
+        ``kl_tokens`` of every process (their own KL means weighted by their token counts).
+        The same result in every process; the input itself in a single process."""
+        if self.accelerator is None:
+            return scalars, kl
+        every = self.gather((scalars, kl, kl_tokens))
+        names = dict.fromkeys(name for s, _, _ in every for name in s)  # first-seen order
+        out = {}
+        for name in names:
+            values = [s[name] for s, _, _ in every if name in s]
+            out[name] = float(sum(values)) if name in SUMMED else float(np.mean(values))
+        if kl is None:
+            return out, None
+        tokens = sum(n for _, _, n in every)
+        mean_kl = (
+            sum(k * n for _, k, n in every) / tokens
+            if tokens
+            else float(np.mean([k for _, k, _ in every]))
+        )
+        if "charts/kl" in out:
+            out["charts/kl"] = mean_kl
+        return out, mean_kl
+
+    def wait(self) -> None:
+        """Return once every process got here."""
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+    def finish(self) -> None:
+        """End the run in every process together (after the main one's last checkpoint) and
+        leave the process group."""
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+            self.accelerator.end_training()
+
+
+def join_processes(cfg: TrainConfig) -> Processes:
+    """Join the processes the launcher started (:class:`Processes`; a single one without a
+    launcher). Call :func:`check_processes` first. Raises :class:`RunSetupError` in every
+    process for an accelerate set-up this trainer does not run: FSDP, DeepSpeed or other
+    sharding, accelerate's own mixed precision (use ``--bf16``), gradient accumulation."""
+    world = world_size()
+    if world == 1:
+        return Processes(rank=0, world=1)
+    from accelerate import Accelerator, DistributedType
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # Unused parameters: BC never uses the value head, a value-only minibatch not the LM head.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    cpu = torch.device(cfg.device).type == "cpu"
+    accelerator = Accelerator(cpu=cpu, kwargs_handlers=[ddp])
+    kind = accelerator.distributed_type
+    if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        raise RunSetupError(
+            f"accelerate's {kind.value} is not supported: this trainer averages gradients with "
+            "DDP (accelerate launch --multi_gpu, configs/accelerate/cpu.yaml or ddp.yaml); "
+            "docs/scaling.md says what sharding would need"
+        )
+    if accelerator.mixed_precision != "no":
+        raise RunSetupError(
+            f"accelerate's mixed_precision {accelerator.mixed_precision!r} is not used by this "
+            "trainer: launch with mixed_precision 'no' and pass --bf16 (bf16 autocast inside "
+            "the policy, fp32 weights)"
+        )
+    if accelerator.gradient_accumulation_steps != 1:
+        raise RunSetupError(
+            "accelerate's gradient_accumulation_steps is not used by this trainer (one "
+            "optimizer step per minibatch): launch with 1 and choose minibatch_size instead"
+        )
+    if accelerator.num_processes != world:
+        raise RunSetupError(
+            f"accelerate joined {accelerator.num_processes} processes, WORLD_SIZE is {world}"
+        )
+    return Processes(rank=accelerator.process_index, world=world, accelerator=accelerator)

@@ -1,0 +1,261 @@
+"""Training with several processes (issue #12): started here with ``accelerate launch`` and
+configs/accelerate/cpu.yaml, 2 processes on CPUs (gloo), each launch bounded in time.
+
+DDP's averaged gradient equals one process's on the same global batch; a 2-process run learns
+and writes one set of logs and checkpoints; killed and resumed, it ends with the weights of the
+uninterrupted run; another number of processes resumes it; a process that raises stops the
+job with its error. Settings the processes cannot share are refused before anything is
+written (no launch needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.alol import ALoLConfig
+from agents.checkpoint import load_checkpoint
+from agents.ppo import PPOConfig
+from agents.rundir import RunSetupError
+from agents.trainer import run
+
+REPO = Path(__file__).resolve().parents[1]
+CPU_CONFIG = REPO / "configs" / "accelerate" / "cpu.yaml"
+LAUNCH_TIMEOUT_S = 180  # one launch: ~10-25 s on 2 busy cores
+
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="torch.distributed with the gloo backend is not available: no multi-process launch",
+)
+
+# PPO on Twist-v0 learns within a dozen iterations (reward ~0.03 -> ~0.2); 16 episodes each.
+TRAIN = [
+    "-m", "agents.train", "--algo", "ppo", "--env-id", "textgen_env/Twist-v0",
+    "--total-iterations", "12", "--batch-size", "32", "--minibatch-size", "16",
+    "--update-epochs", "4", "--learning-rate", "3e-3", "--top-k", "0", "--kl-coef", "0.01",
+    "--adaptive-kl-target", "0.05", "--kl-horizon", "1000", "--checkpoint-every", "3",
+    "--log-samples-every", "0",
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(*args: str) -> list[str]:
+    """``accelerate launch`` of 2 processes (the shipped CPU config) running ``args``."""
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
+        "--num_processes", "2", "--main_process_port", str(free_port()), *args,
+    ]  # fmt: skip
+
+
+def launch_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "PYTEST"))}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return env | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def launch(*args: str, timeout: float = LAUNCH_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    """Run a 2-process launch to its end; the whole process group is killed on a timeout."""
+    proc = subprocess.Popen(
+        launch_command(*args), cwd=REPO, env=launch_env(), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the launch did not end within {timeout} s:\n{out[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
+
+
+def rewards(run_dir: Path) -> list[float]:
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.value for e in acc.Scalars("charts/task_reward")]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted 2-process PPO run of 12 iterations."""
+    out = tmp_path_factory.mktemp("two") / "run"
+    done = launch(*TRAIN, "--output-dir", str(out))
+    assert done.returncode == 0, done.stdout[-3000:]
+    return out
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def test_ddp_gradient_equals_the_single_process_gradient(tmp_path: Path) -> None:
+    """Each process takes half of a fixed batch through the DDP-wrapped π; the gradient DDP
+    leaves in every process equals the one a single process computes on the whole batch."""
+    result = tmp_path / "grad.json"
+    done = launch(str(REPO / "tests" / "distributed_helper.py"), "grad", str(result))
+    assert done.returncode == 0, done.stdout[-3000:]
+    found = json.loads(result.read_text())
+    assert found["world"] == 2
+    assert found["largest"] > 1e-3  # a real gradient, not zeros
+    assert max(found["max_diff"]) <= 1e-6 * max(1.0, found["largest"])
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def test_two_processes_learn_and_write_one_run(two_process_run: Path) -> None:
+    out = two_process_run
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1  # the main process logs
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "iter-000009", "iter-000012", "latest",
+    ]  # fmt: skip
+    _, state, config = load_checkpoint(out)
+    assert config["batch_size"] == 32 and config["minibatch_size"] == 16  # the global batch
+    # Every process's random streams are saved, and they differ (seeded from seed and rank).
+    assert state["world_size"] == 2 and len(state["process_rngs"]) == 1
+    other = state["process_rngs"][0]
+    assert other["np_rng"] != state["np_rng"] and other["env_rng"] != state["env_rng"]
+    # One scalar per iteration, and the policy learns: the untrained one is near random.
+    curve = rewards(out)
+    assert len(curve) == 12
+    first, last = np.mean(curve[:3]), np.mean(curve[-3:])
+    assert last > 0.12 and last > first + 0.08, curve
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_runs_weights(
+    two_process_run: Path, tmp_path: Path
+) -> None:
+    """SIGKILL to the whole launch after its second checkpoint, then ``--resume``: the same
+    number of processes restores every process's streams, so the result is bit-identical."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        launch_command(*TRAIN, "--output-dir", str(out)), cwd=REPO, env=launch_env(),
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    try:
+        while not (out / "checkpoints" / "iter-000006").exists():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert load_checkpoint(out)[1]["iterations_done"] in (6, 9)  # 9: it saved before the kill
+    done = launch(*TRAIN, "--output-dir", str(out), "--resume")
+    assert done.returncode == 0, done.stdout[-3000:]
+    resumed, uninterrupted = load_checkpoint(out), load_checkpoint(two_process_run)
+    assert resumed[1]["iterations_done"] == 12
+    assert all(torch.equal(resumed[0][k], v) for k, v in uninterrupted[0].items())
+    assert resumed[1]["kl_controller"] == uninterrupted[1]["kl_controller"]
+
+
+def test_another_number_of_processes_continues_the_run(
+    two_process_run: Path, tmp_path: Path
+) -> None:
+    """A 2-process run resumed by one process: π, optimizer, β_KL and the iteration carry
+    over; the process starts new random streams (the saved ones were two others')."""
+    out = tmp_path / "run"
+    shutil.copytree(two_process_run, out)
+    before = load_checkpoint(out)
+    cfg = PPOConfig.from_record(before[2] | {"total_iterations": 14, "output_dir": str(out)})
+    run(cfg, "ppo", resume=True)
+    policy, state, _ = load_checkpoint(out)
+    assert state["iterations_done"] == 14 and state["world_size"] == 1
+    assert state["np_rng"] != before[1]["np_rng"]
+    assert not all(torch.equal(policy[k], v) for k, v in before[0].items())  # it trained on
+    assert len(rewards(out)) == 14  # iterations 12 and 13 logged after the 2-process run's
+
+
+# ----------------------------------------------------------------------------- a failure
+
+
+def test_a_process_that_raises_stops_the_job_with_its_error(tmp_path: Path) -> None:
+    """Process 1 raises in its second iteration: the launch ends (non-zero) with that error
+    instead of leaving process 0 waiting for it."""
+    out = tmp_path / "run"
+    args = [
+        str(REPO / "tests" / "distributed_helper.py"), "fail", "1", "--algo", "ppo",
+        "--env-id", "textgen_env/Reverse-v0", "--total-iterations", "5", "--batch-size", "8",
+        "--minibatch-size", "4", "--output-dir", str(out),
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    done = launch(*args, timeout=120)
+    assert done.returncode != 0
+    assert "RuntimeError: injected failure in process 1" in done.stdout
+    assert time.monotonic() - t0 < 120
+    assert not (out / "checkpoints").exists()
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+@pytest.fixture
+def two_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment a launcher gives process 0 of 2 (no other process: the checks that
+    refuse a run come before the processes join)."""
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+
+
+def tiny(out: Path, **kw: object) -> PPOConfig:
+    base: dict = dict(batch_size=4, minibatch_size=2, total_iterations=1, output_dir=str(out))
+    return PPOConfig(**(base | kw))
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        (dict(batch_size=6, minibatch_size=3), r"minibatch_size 3 does not divide among 2"),
+        (dict(target_kl=0.1), r"target_kl .* leave it unset with several processes"),
+    ],
+)
+def test_settings_the_processes_cannot_share_are_refused(
+    two_processes: None, tmp_path: Path, settings: dict, error: str
+) -> None:
+    with pytest.raises(RunSetupError, match=error):
+        run(tiny(tmp_path, **settings), "ppo")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_sharded_launch_is_refused(
+    two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """accelerate's FSDP (or DeepSpeed) config: refused, not run as DDP (an accelerator on
+    CPUs ignores the request)."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(RunSetupError, match=r"asked for FSDP, which this trainer does not run"):
+        run(tiny(tmp_path), "ppo")
+
+
+def test_a_launch_without_a_launcher_is_refused(
+    two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MASTER_ADDR")
+    with pytest.raises(RunSetupError, match=r"no launcher started it \(MASTER_ADDR not set\)"):
+        run(tiny(tmp_path), "ppo")
+
+
+def test_offline_algorithms_refuse_several_processes(two_processes: None, tmp_path: Path) -> None:
+    cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(tmp_path))
+    with pytest.raises(RunSetupError, match=r"only the online algorithms train with several"):
+        run(cfg, "alol")
+    assert not any(tmp_path.iterdir())
