@@ -15,7 +15,7 @@ import torch
 import textgen_env  # noqa: F401  (registers ids)
 from agents.bc import BCConfig
 from agents.config import TrainConfig
-from agents.distributed import check_processes, world_size
+from agents.distributed import check_processes, lone_process_of_several, world_size
 from agents.learner import LearnerPolicy
 from agents.policy import ActorCritic
 from agents.rundir import RunSetupError
@@ -102,6 +102,12 @@ def check_setup(cfg: TrainConfig, *, guide_server: bool = False, processes: bool
     guide), a served guide that cannot work is refused too (:func:`check_guide_server`);
     evaluating or exporting a policy never needs the server."""
     world = world_size()
+    if processes and lone_process_of_several():
+        raise RunSetupError(
+            "accelerate launch was asked for several processes but started one: its --cpu or "
+            "MULTI_CPU launcher needs mpirun for more; launch with --multi_gpu (also on CPUs) "
+            "or --config_file configs/accelerate/cpu.yaml, which start them through torchrun"
+        )
     if world > 1 and not processes:
         raise RunSetupError(
             f"this process is one of {world} (WORLD_SIZE={world}), but only the online "

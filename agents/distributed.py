@@ -57,6 +57,7 @@ __all__ = [
     "ReplicatedPolicy",
     "check_processes",
     "join_processes",
+    "lone_process_of_several",
     "process_seed",
     "world_size",
 ]
@@ -90,12 +91,29 @@ SHARDING = {
 ignores these flags and would silently run DDP instead): flag → name."""
 
 
+MPI_SIZES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+"""Where mpirun (accelerate's MULTI_CPU launcher with a hostfile) puts the number of processes."""
+
+
 def world_size() -> int:
-    """How many processes the launcher started: ``WORLD_SIZE``, 1 without a launcher."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if not world.isdigit() or int(world) < 1:
-        raise RunSetupError(f"WORLD_SIZE={world!r} is not a number of processes")
-    return int(world)
+    """How many processes the launcher started: ``WORLD_SIZE`` (torchrun, ``accelerate launch``)
+    or mpirun's count, 1 without a launcher."""
+    for name in ("WORLD_SIZE", *MPI_SIZES):
+        world = os.environ.get(name)
+        if world is None:
+            continue
+        if not world.isdigit() or int(world) < 1:
+            raise RunSetupError(f"{name}={world!r} is not a number of processes")
+        return int(world)
+    return 1
+
+
+def lone_process_of_several() -> bool:
+    """Whether ``accelerate launch`` was asked for several processes but started this one
+    alone: its simple launcher (``--cpu``, a MULTI_CPU config without mpirun, no
+    ``--multi_gpu``) sets ``ACCELERATE_USE_CPU`` and, for more than one process,
+    ``MASTER_ADDR``, and starts one process without ``WORLD_SIZE``."""
+    return world_size() == 1 and {"ACCELERATE_USE_CPU", "MASTER_ADDR"} <= os.environ.keys()
 
 
 def check_processes(cfg: TrainConfig, world: int) -> None:
@@ -103,6 +121,12 @@ def check_processes(cfg: TrainConfig, world: int) -> None:
     launcher started them, the launcher asked for sharding (:data:`SHARDING`), a :data:`SPLIT`
     field does not divide by ``world``, ``target_kl`` would stop each process's update at its
     own epoch, the device names one index for all, or a process would have no GPU of its own."""
+    if "WORLD_SIZE" not in os.environ:
+        raise RunSetupError(
+            f"this process is one of {world} started by mpirun, which this trainer does not "
+            "join: launch through torchrun (accelerate launch --multi_gpu, or "
+            "configs/accelerate/cpu.yaml on CPUs)"
+        )
     missing = [name for name in LAUNCHER_VARIABLES if name not in os.environ]
     if missing:
         raise RunSetupError(

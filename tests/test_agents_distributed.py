@@ -259,3 +259,21 @@ def test_offline_algorithms_refuse_several_processes(two_processes: None, tmp_pa
     with pytest.raises(RunSetupError, match=r"only the online algorithms train with several"):
         run(cfg, "alol")
     assert not any(tmp_path.iterdir())
+
+
+def test_one_process_started_for_several_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``accelerate launch --cpu --num_processes 2`` starts one process (its simple launcher
+    needs mpirun for more): the run says so instead of training alone."""
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(RunSetupError, match=r"asked for several processes but started one"):
+        run(tiny(tmp_path), "ppo")
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_mpirun_launch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    with pytest.raises(RunSetupError, match=r"one of 2 started by mpirun"):
+        run(tiny(tmp_path), "ppo")
