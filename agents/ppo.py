@@ -111,7 +111,7 @@ def score(ac: ActorCritic, rollout: Rollout, cfg: PPOConfig, kl_coef: float) -> 
         with torch.set_grad_enabled(reuse):
             logits, values = ac(ids[rows], attn[rows], width)  # (b, G, V), (b, G, 2)
         if reuse:
-            first_pass = (logits, values)
+            first_pass = (ac, logits, values)
             logits, values = logits.detach(), values.detach()
         ref_logits = ac.reference_logits(ids[rows], attn[rows], width)  # (b, G, V)
         if cfg.temperature != 1.0:
@@ -193,6 +193,10 @@ def update(
     """Clipped PPO epochs over minibatches: policy loss on π's tokens, value loss on the
     value mask. Returns the mean losses and statistics."""
     ac.eval()  # gradients flow in eval mode; dropout stays off (module doc)
+    # Score's pass serves only an update through the same module: with several processes the
+    # update runs π through DDP (agents.distributed), whose backward averages the gradients.
+    first_pass = batch.first_pass[1:] if batch.first_pass and batch.first_pass[0] is ac else None
+    batch.first_pass = None
     n = batch.input_ids.shape[0]
     # Which rows have tokens to train, known on the host once (no sync per minibatch).
     has_policy = batch.policy_mask.any(1).cpu()  # (B,)
@@ -207,9 +211,9 @@ def update(
             if not (train_policy or train_value):
                 continue
             # 1. forward π and the value head on the minibatch (or take score's pass)
-            if batch.first_pass is not None:  # one epoch over one minibatch: idx is all rows
-                logits, values = (t[idx] for t in batch.first_pass)  # (b, G, V), (b, G, 2)
-                batch.first_pass = None  # its graph is freed by this step's backward
+            if first_pass is not None:  # one epoch over one minibatch: idx is all rows
+                logits, values = (t[idx] for t in first_pass)  # (b, G, V), (b, G, 2)
+                first_pass = None  # its graph is freed by this step's backward
             else:
                 logits, values = ac(
                     batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_width
@@ -271,9 +275,10 @@ class ScoredBatch:
     """Mean KL(π ‖ π_ref) per π token before the update (k1 estimate): the KL controller's
     input."""
     stats: dict[str, float]
-    first_pass: tuple[torch.Tensor, torch.Tensor] | None = None
-    """π's logits ``(B, G, V)`` and values ``(B, G, 2)`` with their graph, when the update is
-    one epoch over one minibatch (its only forward would recompute them); else ``None``."""
+    first_pass: tuple[ActorCritic, torch.Tensor, torch.Tensor] | None = None
+    """The policy that scored and its logits ``(B, G, V)`` and values ``(B, G, 2)`` with their
+    graph, when the update is one epoch over one minibatch (its only forward would recompute
+    them, if it runs through that same policy); else ``None``."""
 
 
 def select_value(values: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:

@@ -513,7 +513,7 @@ def test_one_minibatch_update_reuses_the_scoring_pass(plan: Plan) -> None:
         ac = perturbed_actor_critic()
         opt = torch.optim.SGD(ac.trainable_parameters(), lr=cfg.learning_rate)  # step ∝ gradient
         batch = ppo.score(ac, batch_rollout, cfg, kl_coef=0.1)
-        assert batch.first_pass is not None and batch.first_pass[0].requires_grad
+        assert batch.first_pass is not None and batch.first_pass[1].requires_grad
         if not reuse:
             batch.first_pass = None
         stats = ppo.update(ac, opt, batch, cfg, np.random.default_rng(0))
@@ -523,3 +523,11 @@ def test_one_minibatch_update_reuses_the_scoring_pass(plan: Plan) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     two = ppo.score(perturbed_actor_critic(), batch_rollout, cfg_for(8, update_epochs=1), 0.1)
     assert two.first_pass is None  # two minibatches: no pass to reuse
+    # An update through another module (DDP's wrapper, say) does not take score's pass.
+    ac = perturbed_actor_critic()
+    batch = ppo.score(ac, batch_rollout, cfg, kl_coef=0.1)
+    calls = []
+    other = perturbed_actor_critic()
+    other.forward = lambda *a: calls.append(1) or ActorCritic.forward(ac, *a)  # type: ignore[method-assign]
+    ppo.update(other, torch.optim.SGD(ac.trainable_parameters(), lr=0.1), batch, cfg, RNG)
+    assert calls == [1] and batch.first_pass is None
