@@ -82,6 +82,8 @@ SUMMED = frozenset(
 """Scalars that count the work of a process's share of the batch: the run logs their sum."""
 LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 """What a launcher sets besides WORLD_SIZE, and :func:`join_processes` needs to join the others."""
+MPI_SIZES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+"""Where mpirun (accelerate's MULTI_CPU launcher with a hostfile) puts the number of processes."""
 SHARDING = {
     "ACCELERATE_USE_FSDP": "FSDP",
     "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
@@ -89,10 +91,6 @@ SHARDING = {
 }
 """What ``accelerate launch`` sets when its config asks for sharding (an accelerator on CPUs
 ignores these flags and would silently run DDP instead): flag → name."""
-
-
-MPI_SIZES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-"""Where mpirun (accelerate's MULTI_CPU launcher with a hostfile) puts the number of processes."""
 
 
 def world_size() -> int:
