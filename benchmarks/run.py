@@ -128,7 +128,8 @@ class Suite:
     """torch threads (None: torch's default). One is much faster for the tiny toy LMs."""
     keep_checkpoints: bool = True
     """Keep a finished run's checkpoints (False: delete them once its JSON is saved, except
-    those a BC+X row starts from; a SmolLM2 checkpoint with its optimizer is about 1.6 GB)."""
+    the newest of a run that BC+X rows start from; a SmolLM2 checkpoint with its optimizer is
+    about 1.6 GB)."""
 
 
 # The toy suite: cpu-small (agents/cli.py) for 40 iterations of 256 episodes. τ is 20% of the
@@ -255,6 +256,10 @@ def build_config(suite: Suite, row: Row, task: str, seed: int, run_dir: Path) ->
 
 def check_suite(name: str, suite: Suite) -> None:
     """Raise :class:`SuiteError` unless every row of ``suite`` can be built and compared."""
+    missing = [k for k in SAMPLING if k not in suite.shared]
+    if missing:
+        raise SuiteError(f"suite {name}: `shared` must set {', '.join(missing)} (every row "
+                         "samples with them)")  # fmt: skip
     for key in suite.rows:
         if key not in ROWS:
             raise SuiteError(f"suite {name}: unknown row {key!r}")
@@ -342,9 +347,10 @@ def read_curves(run_dir: Path) -> dict[str, list[list[float]]]:
 
 
 def evaluate_guide(suite: Suite, task: str, seed: int) -> dict[str, Any]:
-    """The task's guide on the test prompts, as :func:`agents.evaluate.evaluate` scores a
-    policy: the same prompts in order, batch size, seed and metric options (perplexity under
-    the same SmolLM2 the policies are measured with)."""
+    """The guide the runs learn from (as :mod:`agents.build` builds it: the ε-noisy scripted
+    expert, or SmolLM2 told the task with top-k 50) on the test prompts, scored as
+    :func:`agents.evaluate.evaluate` scores a policy: the same prompts in order, batch size,
+    seed and metric options (perplexity under the same SmolLM2)."""
     n_envs = suite.eval_batch_size
     kwargs: dict[str, Any] = {"split": "test"}
     model = tokenizer = None
@@ -359,9 +365,10 @@ def evaluate_guide(suite: Suite, task: str, seed: int) -> dict[str, Any]:
     ).unwrapped
     t = envs.task
     if is_toy(task):
-        guide = scripted_guide(task, t.vocab_size, suite.shared["guide_epsilon"])
+        epsilon = suite.shared.get("guide_epsilon", TrainConfig.guide_epsilon)
+        guide = scripted_guide(task, t.vocab_size, epsilon)
     else:
-        guide = default_guide(task, tokenizer, model, tokenizer, top_k=suite.shared["top_k"])
+        guide = default_guide(task, tokenizer, model, tokenizer)  # as agents.build builds it
     n = (
         t.num_prompts
         if suite.eval_num_samples is None
@@ -491,6 +498,13 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- the suite
 
 
+def prune_checkpoints(run_dir: Path, donor: bool) -> None:
+    """Delete a finished run's checkpoints; a run that BC+X rows start from keeps its newest
+    (the TensorBoard log stays)."""
+    for ckpt in checkpoint_dirs(run_dir)[1 if donor else 0 :]:
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+
 def changed_settings(out: Path, suite: Suite, task: str, key: str, seed: int) -> list[str]:
     """Config fields in which a saved run differs from what the suite's table now says (a
     table edited since: delete the run's JSON to run it again)."""
@@ -498,7 +512,8 @@ def changed_settings(out: Path, suite: Suite, task: str, key: str, seed: int) ->
     if ROWS[key].algo == GUIDE or saved is None:
         return []
     now = dataclasses.asdict(build_config(suite, ROWS[key], task, seed, Path()))
-    return sorted(k for k, v in now.items() if k != "output_dir" and saved.get(k) != v)
+    # a field added to the configs since keeps the run's behaviour at its default: not listed
+    return sorted(k for k, v in now.items() if k != "output_dir" and saved.get(k, v) != v)
 
 
 def plan(suite: Suite, rows: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]):
@@ -519,6 +534,7 @@ def run_suite(
     if not ignore.exists():  # checkpoints and TensorBoard logs stay out of git
         ignore.write_text("rundirs/\n")
     failed: set[tuple[str, str, int]] = set()
+    donors = {ROWS[r].init_from for r in suite.rows}
     begin = time.perf_counter()
     for i, (task, key, seed) in enumerate(todo, 1):
         where = f"[{i}/{len(todo)}] {short(task)} · {ROWS[key].label} · seed {seed}"
@@ -544,8 +560,8 @@ def run_suite(
             f"eval {record['eval_seconds']:.1f} s",
             flush=True,
         )
-        if not suite.keep_checkpoints and key not in {ROWS[r].init_from for r in suite.rows}:
-            shutil.rmtree(run_path(out, task, key, seed) / "checkpoints", ignore_errors=True)
+        if not suite.keep_checkpoints:
+            prune_checkpoints(run_path(out, task, key, seed), donor=key in donors)
     print(
         f"{len(todo)} runs planned, {len(failed)} failed; wall time "
         f"{time.perf_counter() - begin:.0f} s",

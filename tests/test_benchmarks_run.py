@@ -95,9 +95,18 @@ def test_a_half_done_run_resumes_and_matches_an_uninterrupted_one(tmp_path: Path
     assert resumed["curves"] == fresh["curves"]
 
 
-def test_a_bc_x_row_brings_its_bc_run_along(tmp_path: Path) -> None:
-    suite = bench.SUITES["smoke"]
+def test_a_bc_x_row_brings_its_bc_run_along_and_pruning_keeps_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = dataclasses.replace(bench.SUITES["smoke"], keep_checkpoints=False)
     assert bench.plan(suite, ["bc+ppo"], [TASK], [3]) == [(TASK, "bc", 3), (TASK, "bc+ppo", 3)]
+    monkeypatch.setitem(bench.SUITES, "smoke", suite)
+    assert bench.main(["--suite", "smoke", "--only", "bc+ppo", "--seeds", "3",
+                       "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert sorted(results(tmp_path)) == ["bc+ppo-s3.json", "bc-s3.json"]
+    bc, bc_ppo = (bench.run_path(tmp_path, TASK, row, 3) for row in ("bc", "bc+ppo"))
+    assert [p.name for p in (bc / "checkpoints").glob("iter-*")] == ["iter-000002"]
+    assert not list((bc_ppo / "checkpoints").glob("iter-*")) and (bc_ppo / "tb").is_dir()
 
 
 @pytest.mark.parametrize(
