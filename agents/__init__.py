@@ -38,6 +38,9 @@ Map of the package (where to look for what):
 * **Building a run from its config** — :mod:`agents.build` (envs, policy, guide,
   demonstrator); configs in :mod:`agents.config` and each
   algorithm module; presets and the tyro command line in :mod:`agents.cli`.
+* **Several processes** — :mod:`agents.distributed`: how a run splits over
+  ``accelerate launch`` / ``torchrun`` processes (batch, plan, DDP gradients, scalars, seeds,
+  checkpoints).
 * **Checkpoints** — :mod:`agents.checkpoint`; TensorBoard sample tables —
   :mod:`agents.samples`.
 * **Using a trained policy** — :mod:`agents.evaluate` (metrics on a split or a prompt file),

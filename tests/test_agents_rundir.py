@@ -134,9 +134,9 @@ def test_divergence_keeps_the_last_good_checkpoint_latest(
 
 
 def test_a_multi_process_launch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A launch of several processes (``torchrun --nproc_per_node 2``, accelerate's
-    multi-process launchers: they set WORLD_SIZE) used to run independent trainings into one
-    directory and exit 0; until data-parallel training exists (issue #12) it is refused."""
+    """WORLD_SIZE without a launcher's other variables (RANK, LOCAL_RANK, ...) cannot join the
+    processes into one run; it is refused rather than run as independent trainings into one
+    directory (issue #12; real launches are tested in test_agents_distributed.py)."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RunSetupError, match=r"one of 2 .* start a single process"):
         run(tiny(tmp_path), "ppo")
