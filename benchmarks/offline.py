@@ -8,7 +8,8 @@ row trains through the public entry point (:func:`agents.trainer.run`) on that f
 training, one sample per prompt, evaluation seed 0): task reward, and on the real tasks
 perplexity under the initial model (and CIDEr-D on CommonGen). Rows named ``bc+X`` start
 from the seed's ``nll`` (BC) policy, which is then also their π_ref, as in the A-LoL paper;
-ReST rows grow their own data from π (``bc+rest`` from the BC policy).
+ReST rows grow their own data from π (``bc+rest`` from the BC policy). ``bc+nll`` continues
+BC for as many steps again: the compute-matched control of the ``bc+X`` rows.
 
 Writes ``benchmarks/results/offline_<task>.json`` (every run) and ``offline_<task>.md`` (the
 table, mean ± std over seeds). Runs already in the JSON are skipped, so the script can be
@@ -50,7 +51,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "env_id": "textgen_env/IMDB-v0",
         "data": {"source": "guide", "samples_per_prompt": 2, "batch_size": 16},
         "common": {"batch_size": 16, "learning_rate": 1e-5, "top_k": 50, "bf16": True},
-        "alol": {"total_iterations": 100, "checkpoint_every": 50},
+        "alol": {"total_iterations": 60, "checkpoint_every": 30},
         "rest": {"total_iterations": 4, "samples_per_prompt": 2, "minibatch_size": 16},  # G = 1
     },
     "commongen": {
@@ -65,6 +66,7 @@ TASKS: dict[str, dict[str, Any]] = {
 ROWS: dict[str, tuple[str | None, bool]] = {
     "initial": (None, False),
     "nll (BC)": ("nll", False),
+    "bc+nll": ("nll", True),  # BC for twice the steps: the compute-matched control of bc+X
     "alol": ("alol", False),
     "bc+alol": ("alol", True),
     "bc+alol_seq": ("alol_seq", True),
@@ -77,8 +79,8 @@ ROWS: dict[str, tuple[str | None, bool]] = {
 }
 DEFAULT_ROWS = {
     "toy": list(ROWS),
-    "imdb": ["initial", "nll (BC)", "bc+alol", "bc+alol_seq", "rest", "bc+rest"],
-    "commongen": ["initial", "nll (BC)", "bc+alol", "bc+alol_seq"],
+    "imdb": ["initial", "nll (BC)", "bc+nll", "bc+alol", "rest", "bc+rest"],
+    "commongen": ["initial", "nll (BC)", "bc+nll", "bc+alol", "bc+alol_seq"],
 }
 
 
