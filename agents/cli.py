@@ -47,7 +47,8 @@ run flags (before the config flags):
   --preset {%s}  a set of defaults; explicit flags win
   --init-from PATH  checkpoint or run dir whose policy starts training and becomes π_ref (BC+X)
   --resume  continue the run in --output-dir: its saved config is the default, and only
-            total_iterations, checkpoint_every, log_samples_every, output_dir, device may change
+            total_iterations, checkpoint_every, log_samples_every, output_dir, device and
+            the served guide's address, timeout, retries, concurrency and cache may change
   --overwrite  replace the run that --output-dir holds (otherwise a new run refuses it)
   --debug  show the traceback of an error instead of one line"""
 

@@ -20,7 +20,13 @@ from agents.config import TrainConfig
 
 __all__ = ["RESUMABLE", "RunSetupError", "claim_run_dir", "resumed_config", "run_dir"]
 
-RESUMABLE = ("total_iterations", "checkpoint_every", "log_samples_every", "output_dir", "device")
+RESUMABLE = (
+    "total_iterations", "checkpoint_every", "log_samples_every", "output_dir", "device",
+    # where the served guide is and how the client waits for it (a server that came back on
+    # another port): not which model answers or how it samples
+    "guide_api_base", "guide_api_timeout_s", "guide_api_max_retries", "guide_api_concurrency",
+    "guide_api_cache_dir",
+)  # fmt: skip
 """Config fields that may differ on ``--resume``: they do not change what the run computes."""
 
 

@@ -143,3 +143,13 @@ def test_a_multi_process_launch_is_refused(tmp_path: Path, monkeypatch: pytest.M
     assert not (tmp_path / "checkpoints").exists()
     monkeypatch.setenv("WORLD_SIZE", "1")
     run(tiny(tmp_path, total_iterations=1), "ppo")
+
+
+def test_a_served_guide_that_moved_may_be_resumed() -> None:
+    """The server's address and the client's patience are not what the run is; the model is."""
+    saved = {"algo": "ppo", **dataclasses.asdict(PPOConfig()), "init_from": None}
+    moved = dict(saved, guide_api_base="http://127.0.0.1:9001/v1", guide_api_timeout_s=5.0)
+    out = resumed_config(saved, moved, 0, PPOConfig)
+    assert out["resumed"][0]["changed"]["guide_api_base"] == ["", "http://127.0.0.1:9001/v1"]
+    with pytest.raises(RunSetupError, match="guide_api_model"):
+        resumed_config(saved, dict(saved, guide_api_model="other"), 0, PPOConfig)
