@@ -163,7 +163,10 @@ def train(
         raise RunSetupError(str(err)) from err
     _check_rewards(rows, data, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    ref_logprobs = _reference_logprobs(ac, data, cfg.batch_size)  # (N, G)
+    # log π_ref of every response token (N, G), for the importance weights only
+    ref_logprobs = None
+    if variant.ratio != "none":
+        ref_logprobs = _reference_logprobs(ac, data, cfg.batch_size)
 
     # 2. V_ref and the rows' weights (kept in the checkpoint: a resumed run reuses them)
     if run.state is not None:
@@ -233,7 +236,7 @@ def _step(
     ac: ActorCritic,
     optimizer: torch.optim.Optimizer,
     data: Replayed,
-    ref_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
     pick: torch.Tensor,
     weight: torch.Tensor,
     variant: Variant,
@@ -247,7 +250,7 @@ def _step(
     ac.train()
     logits, _ = ac(ids, attn, data.prompt_width)  # (b, G, V)
     logprobs = logprobs_from_logits(logits, data.tokens[pick].to(dev))  # (b, G)
-    ref = ref_logprobs[pick].to(dev) if variant.ratio != "none" else None
+    ref = ref_logprobs[pick].to(dev) if ref_logprobs is not None else None
     w = weight.to(dev)  # (b,)
     loss, stats = weighted_nll_loss(logprobs, ref, mask, w, variant.ratio, cfg.clip_epsilon)
     if variant.kl:

@@ -138,7 +138,7 @@ def _train(task: str, spec: dict[str, Any], row: str, seed: int, data: str) -> s
     if from_bc and not Path(init_from).exists():
         _train(task, spec, "nll (BC)", seed, data)
     if algo is None:  # the initial policy: a run with no training
-        algo, fields = "nll", {"total_iterations": 0}
+        algo, fields = "nll", {"total_iterations": 0, "data": data}
     else:
         family = "rest" if algo == "rest" else "alol"
         fields = dict(spec[family]) | ({} if algo == "rest" else {"data": data})
