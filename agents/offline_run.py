@@ -22,13 +22,19 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.build import build_policy, check_setup
-from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.config import TrainConfig
 from agents.policy import ActorCritic
-from agents.rundir import RunSetupError, claim_run_dir, resumed_config, run_dir
+from agents.rundir import (
+    claim_run_dir,
+    load_policy_state,
+    read_init_from,
+    resumed_config,
+    run_dir,
+)
 from textgen_env.vector import TextGenVectorEnv
 
-__all__ = ["OfflineRun", "load_policy_state", "start_run"]
+__all__ = ["OfflineRun", "start_run"]
 
 
 @dataclass
@@ -98,12 +104,7 @@ def start_run(
         if init_from is None:  # a resumed run keeps its reference
             config["init_from"] = init_from = saved[2].get("init_from")
         config = resumed_config(saved[2], config, done, type(cfg))
-    donor = None
-    if init_from:
-        try:
-            donor = load_checkpoint(init_from, trainer=False)[0]
-        except (FileNotFoundError, CheckpointError) as err:
-            raise RunSetupError(f"--init-from {init_from}: {err}") from err
+    donor = read_init_from(init_from) if init_from else None
 
     random.seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
@@ -119,12 +120,3 @@ def start_run(
     tokenizer = tokenizer or envs.unwrapped.task.tokenizer
     state = saved[1] if saved is not None else None
     return OfflineRun(out, config, ac, tokenizer, envs, np_rng, writer, done, state)
-
-
-def load_policy_state(ac: ActorCritic, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``ac``; :class:`RunSetupError` naming ``source`` if it does not fit."""
-    try:
-        ac.load_policy_state(state)
-    except (RuntimeError, ValueError) as err:  # another model's tensors
-        first = str(err).strip().splitlines()[0]
-        raise RunSetupError(f"{source} does not fit this policy: {first}") from err

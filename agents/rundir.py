@@ -1,5 +1,6 @@
 """The run directory: its default name, claiming it for a new run (never over an existing
-one unless asked), and checking that ``--resume`` continues the same run.
+one unless asked), checking that ``--resume`` continues the same run, and loading the policy a
+run starts from (``--init-from``, or its own checkpoint) with errors that name the source.
 
 A run's meaning is its config. A resumed run may change only :data:`RESUMABLE` fields (how
 long it runs, how often it saves and logs, where it lives); every other difference is refused
@@ -15,10 +16,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from agents.checkpoint import checkpoint_dirs, remove_temporary
-from agents.config import TrainConfig
+import torch
 
-__all__ = ["RESUMABLE", "RunSetupError", "claim_run_dir", "resumed_config", "run_dir"]
+from agents.checkpoint import CheckpointError, checkpoint_dirs, load_checkpoint, remove_temporary
+from agents.config import TrainConfig
+from agents.policy import ActorCritic
+
+__all__ = [
+    "RESUMABLE",
+    "RunSetupError",
+    "claim_run_dir",
+    "load_policy_state",
+    "read_init_from",
+    "resumed_config",
+    "run_dir",
+]
 
 RESUMABLE = (
     "total_iterations", "checkpoint_every", "log_samples_every", "output_dir", "device",
@@ -100,3 +112,22 @@ def resumed_config(
     if differ:
         history.append({"at_iteration": done, "changed": {k: list(d) for k, d in differ.items()}})
     return {**config, "resumed": history}
+
+
+def read_init_from(path: str) -> dict[str, torch.Tensor]:
+    """The policy tensors of ``--init-from path`` (a checkpoint or run directory);
+    :class:`RunSetupError` naming the path if there is none or it is damaged."""
+    try:
+        return load_checkpoint(path, trainer=False)[0]
+    except (FileNotFoundError, CheckpointError) as err:
+        raise RunSetupError(f"--init-from {path}: {err}") from err
+
+
+def load_policy_state(ac: ActorCritic, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``ac``; :class:`RunSetupError` naming ``source`` if it does not fit
+    (another model's tensors)."""
+    try:
+        ac.load_policy_state(state)
+    except (RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise RunSetupError(f"{source} does not fit this policy: {first}") from err

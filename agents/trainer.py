@@ -41,7 +41,6 @@ from agents.build import (
     check_setup,
 )
 from agents.checkpoint import (
-    CheckpointError,
     checkpoint_dirs,
     latest_checkpoint,
     load_checkpoint,
@@ -56,7 +55,13 @@ from agents.distributed import join_processes
 from agents.engine import Actor, collect
 from agents.kl_control import kl_controller
 from agents.policy import ActorCritic
-from agents.rundir import RunSetupError, claim_run_dir, resumed_config, run_dir
+from agents.rundir import (
+    claim_run_dir,
+    load_policy_state,
+    read_init_from,
+    resumed_config,
+    run_dir,
+)
 from agents.samples import samples_table
 from textgen_env.guides.api import APIGuide
 from textgen_env.guides.base import GuidePolicy
@@ -116,7 +121,7 @@ def run(
         if init_from is None:  # a resumed BC+X run keeps its reference
             config["init_from"] = init_from = saved[2].get("init_from")
         config = resumed_config(saved[2], config, start, type(cfg))
-    donor = _load_init_from(init_from) if init_from else None
+    donor = read_init_from(init_from) if init_from else None
     # This process's saved random streams: none when the run had another number of processes.
     rngs = saved_rng_states(saved[1], procs.rank, procs.world) if saved is not None else None
     seed = procs.seed(cfg.seed, restart=start if saved is not None and rngs is None else 0)
@@ -137,11 +142,11 @@ def run(
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     kl_ctl = kl_controller(cfg)
     if donor is not None:  # BC+X: start from, and regularize towards, the loaded policy
-        _load_policy_state(ac, donor, f"--init-from {init_from}")
+        load_policy_state(ac, donor, f"--init-from {init_from}")
         ac.sync_reference()
     if saved is not None:
         policy_state, state, _ = saved
-        _load_policy_state(ac, policy_state, f"checkpoint in {out}")
+        load_policy_state(ac, policy_state, f"checkpoint in {out}")
         optimizer.load_state_dict(state["optimizer"])
         kl_ctl.load_state_dict(state["kl_controller"])
         if rngs is not None:
@@ -258,18 +263,3 @@ def _check_finite(ac: ActorCritic, scalars: dict[str, float], iteration: int, ou
             f"training diverged at iteration {iteration}: {', '.join(bad)} not finite; stopped "
             f"before writing a checkpoint (the last good one, {kept}, stays latest)"
         )
-
-
-def _load_init_from(path: str) -> dict[str, torch.Tensor]:
-    try:
-        return load_checkpoint(path, trainer=False)[0]
-    except (FileNotFoundError, CheckpointError) as err:
-        raise RunSetupError(f"--init-from {path}: {err}") from err
-
-
-def _load_policy_state(ac: ActorCritic, state: dict[str, torch.Tensor], source: str) -> None:
-    try:
-        ac.load_policy_state(state)
-    except (RuntimeError, ValueError) as err:  # another model's tensors
-        first = str(err).strip().splitlines()[0]
-        raise RunSetupError(f"{source} does not fit this policy: {first}") from err
