@@ -54,6 +54,7 @@ from torch import nn
 from tqdm import tqdm
 
 from agents.build import build_envs, build_guide, build_learner, is_toy
+from agents.checkpoint import check_finite
 from agents.config import TrainConfig, check_positive
 from agents.losses import exact_kl, logprobs_from_logits, weighted_nll_loss
 from agents.offline_data import (
@@ -191,18 +192,17 @@ def train(
         run.checkpoint(done, optimizer, weights=weights, data_sha256=digest)
 
     # 4. steps: draw rows, one gradient step on the variant's loss
+    priority = cfg.priority_sampling and variant.weight != "one"
     bar = tqdm(range(run.done, cfg.total_iterations), desc=algo, unit="step", dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
-        priority = cfg.priority_sampling and variant.weight != "one"
-        rows, w = draw_rows(weights[keep], cfg.batch_size, run.np_rng, priority=priority)
-        pick = keep[rows]  # (b,)
+        drawn, w = draw_rows(weights[keep], cfg.batch_size, run.np_rng, priority=priority)
+        pick = keep[drawn]  # (b,)
         scalars = _step(ac, optimizer, data, ref_logprobs, pick, w, variant, cfg)
         scalars["time/update"] = time.perf_counter() - t0
+        check_finite(ac, scalars, step, run.out)  # before anything is logged or saved
         for name, value in scalars.items():
             run.writer.add_scalar(name, value, step)
-        if not all(math.isfinite(v) for v in scalars.values()):
-            raise RunSetupError(f"training diverged at step {step}: a loss is not finite")
         bar.set_postfix(nll=f"{scalars['losses/nll']:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.total_iterations:
             checkpoint(step + 1)

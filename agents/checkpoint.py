@@ -9,14 +9,17 @@
 Loading a checkpoint never executes code. A checkpoint is written under a temporary name and
 renamed into place, then the ``latest`` file is replaced atomically, so a killed save never
 leaves a half-written ``iter-*`` folder; its temporary folder is removed at the next save or
-start (:func:`remove_temporary`). The last ``keep`` checkpoints are kept. When the newest
-checkpoint is damaged or incomplete, :func:`load_checkpoint` says which file and falls back to
-the newest intact one. Checkpoints of the first format (``policy.pt``) still load.
+start (:func:`remove_temporary`). A run whose losses or weights stopped being finite never
+writes a checkpoint (:func:`check_finite` stops it first). The last ``keep`` checkpoints are
+kept. When the newest checkpoint is damaged or incomplete, :func:`load_checkpoint` says which
+file and falls back to the newest intact one. Checkpoints of the first format
+(``policy.pt``) still load.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -30,9 +33,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from agents.policy import ActorCritic
+
 __all__ = [
     "CheckpointError",
     "DamagedCheckpointWarning",
+    "TrainingDiverged",
+    "check_finite",
     "checkpoint_dirs",
     "default_mode",
     "latest_checkpoint",
@@ -251,3 +258,22 @@ def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[name] = tensor.clone() if ptr in seen else tensor
         seen.add(ptr)
     return out
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss, gradient norm or parameter became NaN or infinite."""
+
+
+def check_finite(ac: ActorCritic, scalars: dict[str, float], iteration: int, out: Path) -> None:
+    """Raise :class:`TrainingDiverged` on a non-finite scalar or parameter of iteration
+    ``iteration`` of the run in ``out``, before that iteration writes a checkpoint (issue #13)."""
+    bad = [name for name, value in scalars.items() if not math.isfinite(value)]
+    params = ac.trainable_parameters()
+    if not torch.stack([p.isfinite().all() for p in params]).all():
+        bad.append("parameters")
+    if bad:
+        kept = latest_checkpoint(out).name if checkpoint_dirs(out) else "none yet"
+        raise TrainingDiverged(
+            f"training diverged at iteration {iteration}: {', '.join(bad)} not finite; stopped "
+            f"before writing a checkpoint (the last good one, {kept}, stays latest)"
+        )

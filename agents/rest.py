@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from agents.build import build_learner
+from agents.checkpoint import check_finite
 from agents.config import TrainConfig, check_positive
 from agents.losses import logprobs_from_logits, weighted_nll_loss
 from agents.offline_data import (
@@ -166,6 +167,7 @@ def train(
             optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
             if len(keep):
                 scalars = _improve(ac, optimizer, data, keep, cfg, (cfg.seed, g, i))
+                check_finite(ac, scalars, done, run.out)  # before it is logged or saved
                 for name, value in scalars.items():
                     run.writer.add_scalar(name, value, done)
             run.checkpoint(done + 1, optimizer, grow_step=g, improve_step=i)
@@ -218,8 +220,6 @@ def _improve(
             )
             optimizer.step()
             nlls.append(loss.detach())
-    if not torch.stack(nlls).isfinite().all():
-        raise RunSetupError("training diverged: an Improve step's NLL is not finite")
     return {
         "losses/nll": torch.stack(nlls).mean().item(),
         "losses/grad_norm": torch.stack(norms).mean().item(),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 import time
 from collections.abc import Callable
@@ -41,8 +40,8 @@ from agents.build import (
     check_setup,
 )
 from agents.checkpoint import (
-    checkpoint_dirs,
-    latest_checkpoint,
+    TrainingDiverged,
+    check_finite,
     load_checkpoint,
     restore_rng_states,
     rng_record,
@@ -211,7 +210,7 @@ def run(
             scalars, kl = procs.reduce(scalars, batch.kl, pi_tokens)
             if kl is not None:
                 kl_ctl.update(kl, cfg.batch_size)
-            _check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
+            check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
             if writer is not None:
                 for name, value in scalars.items():
                     writer.add_scalar(name, value, iteration)
@@ -245,21 +244,3 @@ def _guide_scalars(before: dict[str, float], after: dict[str, float]) -> dict[st
         "guide/latency_s": d["request_seconds"] / d["requests"] if d["requests"] else 0.0,
         "time/guide": d["seconds"],
     }
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss, gradient norm or parameter became NaN or infinite."""
-
-
-def _check_finite(ac: ActorCritic, scalars: dict[str, float], iteration: int, out: Path) -> None:
-    """Raise :class:`TrainingDiverged` on a non-finite scalar or parameter (issue #13)."""
-    bad = [name for name, value in scalars.items() if not math.isfinite(value)]
-    params = ac.trainable_parameters()
-    if not torch.stack([p.isfinite().all() for p in params]).all():
-        bad.append("parameters")
-    if bad:
-        kept = latest_checkpoint(out).name if checkpoint_dirs(out) else "none yet"
-        raise TrainingDiverged(
-            f"training diverged at iteration {iteration}: {', '.join(bad)} not finite; stopped "
-            f"before writing a checkpoint (the last good one, {kept}, stays latest)"
-        )

@@ -217,3 +217,13 @@ def test_train_cli_and_evaluate(tmp_path, data_file, capsys):
               "--output-dir", str(tmp_path / "x")])  # fmt: skip
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().endswith("nope.jsonl: no such file")
+
+
+def test_divergence_stops_before_a_checkpoint(tmp_path, data_file):
+    from agents.checkpoint import TrainingDiverged
+
+    cfg = _cfg(tmp_path, data_file, learning_rate=1e30, total_iterations=6, checkpoint_every=1)
+    with pytest.raises(TrainingDiverged, match=r"diverged at iteration \d+: .*not finite"):
+        train(cfg, "nll")
+    for d in (tmp_path / "run" / "checkpoints").glob("iter-*"):  # every kept one is finite
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(d, trainer=False)[0].values())
