@@ -6,8 +6,9 @@ A run is G Grow steps, each followed by I Improve steps (one per threshold τ₁
 
 1. **Grow** (paper §2, Alg. 1): the current policy π writes N episodes per train prompt
    through the env; the rows, with the env's rewards, are appended to
-   ``<output_dir>/grow-<g>.jsonl`` (which Grow step and policy wrote them is recorded in
-   each row). The rows are written in chunks, so a killed Grow continues where it stopped;
+   ``<output_dir>/grow-<g>.jsonl``; each row records its Grow step and the policy that
+   wrote it (the checkpoint ``iter-…`` after the previous Grow step's Improve steps). The
+   rows are written in chunks, so a killed Grow continues where it stopped;
 2. **Improve** i = 1..I: keep the Grow step's rows (plus the task's references with
    ``--include-references``) whose reward is ≥ τ_i, and fine-tune π on them with NLL for
    ``improve_epochs`` passes. Step i starts from step i−1's policy (the first from the
@@ -146,7 +147,7 @@ def train(
         t0 = time.perf_counter()
         grown = write_samples(
             path, venv, learner, range(n), cfg.samples_per_prompt, (cfg.seed, g),
-            {"source": "policy", "grow_step": g, "policy": f"improve-{g * steps}"},
+            {"source": "policy", "grow_step": g, "policy": f"iter-{g * steps:06d}"},
         )  # fmt: skip
         rewards = np.array([r.reward for r in grown])
         run.writer.add_scalar("grow/reward_mean", rewards.mean(), g)
