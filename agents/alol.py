@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,17 +309,14 @@ def _check_rewards(rows: list[Row], data: Replayed, path: Path) -> None:
         )
 
 
-@torch.no_grad()
 def _reference_logprobs(ac: ActorCritic, data: Replayed, chunk: int) -> torch.Tensor:
     """log π_ref of every response token ``(N, G)`` (π_ref is frozen: computed once)."""
-    dev = next(ac.parameters()).device
-    out = []
-    for lo in range(0, len(data), chunk):
-        rows = slice(lo, lo + chunk)
-        ids, attn = data.input_ids[rows].to(dev), data.attention_mask[rows].to(dev)
+
+    def logprobs(ids: torch.Tensor, attn: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         logits = ac.reference_logits(ids, attn, data.prompt_width)  # (b, G, V)
-        out.append(logprobs_from_logits(logits, data.tokens[rows].to(dev)).float().cpu())
-    return torch.cat(out)
+        return logprobs_from_logits(logits, tokens).float()  # (b, G)
+
+    return _by_chunks(ac, data, chunk, logprobs)
 
 
 def _weights(variant: Variant, cfg: ALoLConfig, run: OfflineRun, data: Replayed) -> torch.Tensor:
@@ -352,15 +350,27 @@ def _weights(variant: Variant, cfg: ALoLConfig, run: OfflineRun, data: Replayed)
     return (data.rewards - values).detach()
 
 
-@torch.no_grad()
 def _features(ac: ActorCritic, data: Replayed, chunk: int) -> torch.Tensor:
     """π_ref's prompt features of every row ``(N, H)``."""
+    width = data.prompt_width
+    return _by_chunks(ac, data, chunk, lambda i, a, _: ac.reference_prompt_features(i, a, width))
+
+
+@torch.no_grad()
+def _by_chunks(
+    ac: ActorCritic,
+    data: Replayed,
+    chunk: int,
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``fn(input_ids, attention_mask, tokens)`` on the policy's device for ``chunk`` rows at a
+    time, concatenated on the CPU."""
     dev = next(ac.parameters()).device
     out = []
     for lo in range(0, len(data), chunk):
         rows = slice(lo, lo + chunk)
         ids, attn = data.input_ids[rows].to(dev), data.attention_mask[rows].to(dev)
-        out.append(ac.reference_prompt_features(ids, attn, data.prompt_width).cpu())
+        out.append(fn(ids, attn, data.tokens[rows].to(dev)).cpu())
     return torch.cat(out)
 
 
