@@ -55,7 +55,17 @@ def tb(run_dir: Path) -> EventAccumulator:
 
 
 def scalar_series(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    return [(e.step, e.value) for e in tb(run_dir).Scalars(tag)]
+    """``tag``'s (step, value) pairs from every event file of the run, in step order. Each
+    file is read alone: a resumed run's file may sort before the first one by name (same
+    second, writer counter 10 < 9 as text), and one reader would then drop steps it takes
+    for a restart's orphans."""
+    series = []
+    for events in sorted((run_dir / "tb").glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            series += [(e.step, e.value) for e in acc.Scalars(tag)]
+    return sorted(series)
 
 
 # ----------------------------------------------------------------------------- determinism
