@@ -1,5 +1,6 @@
-"""``python -m agents.evaluate``: a run end to end, and every expected error as one line on
-stderr with exit status 2 (``--debug``: the traceback), checked before the policy is built."""
+"""``python -m agents.evaluate``: a run end to end, beam search, the guide scored like a policy,
+and every expected error as one line on stderr with exit status 2 (``--debug``: the
+traceback), checked before the policy is built."""
 
 from __future__ import annotations
 
@@ -13,16 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
 import agents.evaluate as evaluate_module
 from agents.algorithms import ALGORITHMS
 from agents.checkpoint import CheckpointError, latest_checkpoint
-from agents.evaluate import check_env_ids, evaluate, main
+from agents.cli_common import load_policy
+from agents.evaluate import BeamSearchPolicy, check_env_ids, evaluate, evaluate_guide, main
 from agents.ppo import PPOConfig
 from agents.trainer import run
+from textgen_env.guides import ScriptedGuide
 from textgen_env.models import tiny_causal_lm, tiny_hf_tokenizer
+from textgen_env.oracles import roll_out
+from textgen_env.tasks.toy import reverse_expert
 
 REPO = Path(__file__).resolve().parents[1]
 PROG = "python -m agents.evaluate"
@@ -110,6 +117,119 @@ def test_a_prompt_file_with_blank_lines_evaluates(imdb_run: Path, tmp_path: Path
 def test_a_json_array_prompt_file_evaluates(imdb_run: Path, tmp_path: Path) -> None:
     prompts = write(tmp_path / "p.json", '[{"text": "the movie"},\n {"text": "was good"}]\n')
     assert evaluate(str(imdb_run), prompts=prompts, batch_size=2)["num_samples"] == 2
+
+
+# ----------------------------------------------------------------------------- beam search
+
+REVERSE = "textgen_env/Reverse-v0"
+
+
+def reverse_envs(batch_size: int) -> Any:
+    return gym.make_vec(
+        REVERSE, num_envs=batch_size, split="test", vectorization_mode="vector_entry_point"
+    ).unwrapped
+
+
+def test_beam_search_is_deterministic_and_scored_through_the_task_reward(toy_run: Path) -> None:
+    first = evaluate(str(toy_run), num_samples=10, batch_size=4, seed=0, num_beams=3)
+    again = evaluate(str(toy_run), num_samples=10, batch_size=4, seed=9, num_beams=3)
+    assert first["decoding"] == {"num_beams": 3}
+    assert first["samples"] == again["samples"]  # the seed changes nothing
+    sampled = evaluate(str(toy_run), num_samples=10, batch_size=4, seed=0)
+    assert [s["generation"] for s in sampled["samples"]] != [
+        s["generation"] for s in first["samples"]
+    ]
+
+    # each row is transformers' own beam search of that prompt alone, scored by the task
+    ac, tokenizer, _ = load_policy(toy_run)
+    task = reverse_envs(1).task
+    for i in (0, 7):
+        prompt = torch.tensor([task.initial_state(i).prompt_ids])
+        out = ac.model.generate(
+            prompt, num_beams=3, do_sample=False, max_new_tokens=task.max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )[0, prompt.shape[1] :].tolist()  # fmt: skip
+        if tokenizer.eos_token_id in out:
+            out = out[: out.index(tokenizer.eos_token_id) + 1]
+        sample = first["samples"][i]
+        assert sample["generation"] == task.decode([out])[0]
+        assert sample["reward"] == pytest.approx(task.score(np.array([i]), [out])[0])
+    rewards = [s["reward"] for s in first["samples"]]
+    assert first["metrics"]["task_reward"] == pytest.approx(np.mean(rewards))
+
+
+def test_one_beam_is_greedy_decoding(toy_run: Path) -> None:
+    """BeamSearchPolicy with one beam = sampling with top-k 1, through the same roll-out."""
+    greedy = evaluate(str(toy_run), num_samples=8, batch_size=8, seed=2, top_k=1)
+    assert greedy["decoding"] == {"num_beams": 1, "top_k": 1, "temperature": 1.0}
+    ac, tokenizer, _ = load_policy(toy_run)
+    envs = reverse_envs(8)
+    envs.reset(seed=0)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    beam = BeamSearchPolicy(ac.model, num_beams=1, eos_token_id=eos, pad_token_id=pad,
+                            vocab_limit=len(tokenizer))  # fmt: skip
+    final, returns = roll_out(envs, beam, [envs.task.initial_state(i) for i in range(8)])
+    assert [s["generation"] for s in greedy["samples"]] == envs.task.decode(
+        [s.generated_ids for s in final]
+    )
+    assert [s["reward"] for s in greedy["samples"]] == returns.tolist()
+
+
+@pytest.mark.parametrize("flag", [["--top-k", "5"], ["--temperature", "0.7"]])
+def test_beams_with_a_sampling_option_are_refused(
+    flag: list[str], capsys: pytest.CaptureFixture[str], no_policy_build: None
+) -> None:
+    message = cli_error(["--checkpoint", "no-such-run", "--num-beams", "4", *flag], capsys)
+    assert message.startswith("num_beams 4 (--num-beams) decodes deterministically")
+    assert f"sampling option(s) {flag[0]}" in message
+
+
+def test_a_bad_sampling_option_is_named(toy_run: Path) -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        evaluate(str(toy_run), temperature=0.0)
+
+
+# ----------------------------------------------------------------------------- the guide
+
+
+def direct_guide_rollout(guide: ScriptedGuide, n: int, batch_size: int, seed: int) -> list[float]:
+    envs = reverse_envs(batch_size)
+    rng = np.random.default_rng(seed)
+    envs.reset(seed=seed)
+    rewards: list[float] = []
+    for lo in range(0, n, batch_size):
+        states = [envs.task.initial_state(i) for i in range(lo, min(lo + batch_size, n))]
+        rewards += roll_out(envs, guide, states, rng)[1].tolist()
+    return rewards
+
+
+def test_a_scripted_guide_is_scored_as_its_direct_roll_out() -> None:
+    vocab = reverse_envs(1).task.vocab_size
+    noisy = ScriptedGuide(reverse_expert, vocab_size=vocab, epsilon=0.5)
+    result = evaluate_guide(REVERSE, guide=noisy, num_samples=20, batch_size=8, seed=4)
+    assert result["algo"] == "guide" and result["guide"] == "ScriptedGuide"
+    assert result["num_samples"] == 20 and len(result["samples"]) == 20
+    fresh = ScriptedGuide(reverse_expert, vocab_size=vocab, epsilon=0.5)
+    expected = direct_guide_rollout(fresh, 20, 8, seed=4)
+    assert [s["reward"] for s in result["samples"]] == expected
+    assert result["metrics"]["task_reward"] == pytest.approx(np.mean(expected))
+    assert result["metrics"]["task_reward_std"] == pytest.approx(np.std(expected))
+    assert 0 < np.mean(expected) < 1
+    # the default guide is the run's: the scripted expert with the given ε
+    default = evaluate_guide(REVERSE, guide_epsilon=0.5, num_samples=20, batch_size=8, seed=4)
+    assert default["samples"] == result["samples"]
+    # the noiseless expert reverses every string
+    expert = evaluate_guide(REVERSE, guide_epsilon=0.0, batch_size=64)
+    assert expert["num_samples"] == 128 and expert["metrics"]["task_reward"] == 1.0
+    assert all(s["generation"] == s["references"][0] for s in expert["samples"])
+
+
+def test_a_guide_with_an_epsilon_is_refused() -> None:
+    guide = ScriptedGuide(reverse_expert, vocab_size=reverse_envs(1).task.vocab_size)
+    with pytest.raises(ValueError, match="guide_epsilon sets the default guide's noise"):
+        evaluate_guide(REVERSE, guide=guide, guide_epsilon=0.1)
+    with pytest.raises(ValueError, match="unknown env id 'textgen_env/Nope-v0'"):
+        evaluate_guide("textgen_env/Nope-v0")
 
 
 # ----------------------------------------------------------------------------- --prompts
@@ -373,7 +493,12 @@ def test_a_checkpoint_that_does_not_fit_its_config(
 
 
 @pytest.mark.parametrize(
-    ("flag", "name"), [("--num-samples", "num_samples"), ("--batch-size", "batch_size")]
+    ("flag", "name"),
+    [
+        ("--num-samples", "num_samples"),
+        ("--batch-size", "batch_size"),
+        ("--num-beams", "num_beams"),
+    ],
 )
 def test_counts_below_one(
     flag: str, name: str, toy_run: Path, capsys: pytest.CaptureFixture[str]
