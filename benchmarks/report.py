@@ -5,7 +5,8 @@ Writes into the suite's folder:
 * ``table.md``: the paper's Table 1 layout: one row per algorithm, per task its metrics
   (:data:`COLUMNS`, the task reward first) as mean ± std over seeds; a cell with fewer seeds
   than the suite's says how many, and its column is marked partial. Below it the settings
-  every run shared, those each row set, and the wall time per run.
+  every run shared, those each row set, the offline data files the A-LoL rows learned from,
+  and the wall time per run.
 * ``runs.csv``: one line per run (seed, budget, times, every metric).
 * ``curves_<task>.png``: the task reward of π's own training episodes against episodes, one
   line per algorithm (mean over seeds, a band of ± std), with the zero-shot, BC and guide test
@@ -292,6 +293,13 @@ def _write_table(
                 cell = _mean_std(values) if values else "—"
                 cells[row].append(cell + (f" (n={n})" if values and n < expected else ""))
     ev = records[0]["eval"]
+    beams = sorted({(r["task"], r["eval"].get("num_beams", 1)) for r in records if r["config"]})
+    beam_note = "".join(
+        f" {short(t)}: every row but the guide decodes with beam search of {b} beams "
+        "(deterministic), in place of sampling."
+        for t, b in beams
+        if b > 1
+    )
     lines = [
         f"# Results: {title}",
         "",
@@ -302,7 +310,7 @@ def _write_table(
         f"(top-k {ev['top_k'] or 'off'}, temperature {ev['temperature']}, sampling seed = the "
         f"run's seed). Seeds {', '.join(map(str, seeds))}. Mean ± std over seeds (sample std); "
         f"(n=k): a cell with fewer than {expected} seeds, and its task is marked partial. "
-        "Zero-shot: the initial policy; Guide: the task's guide on the same prompts.",
+        "Zero-shot: the initial policy; Guide: the task's guide on the same prompts." + beam_note,
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -310,6 +318,7 @@ def _write_table(
         "",
         *_settings_lines(records, rows, labels),
         "",
+        *_data_lines(records, tasks),
         *_time_lines(by, tasks, rows, labels),
     ]
     path = folder / "table.md"
@@ -317,7 +326,41 @@ def _write_table(
     return path
 
 
-IGNORED = {"env_id", "seed", "output_dir", "init_from", "algo"}
+IGNORED = {"env_id", "seed", "output_dir", "init_from", "algo", "data"}
+"""Config fields the settings lines leave out (the data file: see :func:`_data_lines`)."""
+
+
+def _data_lines(records: Records, tasks: list[str]) -> list[str]:
+    """The offline data file of each task (A-LoL rows), as the runs' records describe it."""
+    files = {r["task"]: r["data"] for r in records if r.get("data")}
+    if not files:
+        return []
+    lines = [
+        "## Offline data",
+        "",
+        "The A-LoL rows of a task learn from one data file, written once by "
+        "`agents.make_data` and shared by every seed (ReST grows its own from π):",
+        "",
+        "| Task | file | written by | rows | reward mean |",
+        "|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        if task in files:
+            d = files[task]
+            how = d["settings"]["source"]
+            if how != "references":
+                how += f", {d['settings']['samples_per_prompt']} per train prompt"
+                if task in GUIDE_EPSILON_TASKS:
+                    how += f", ε = {d['settings']['guide_epsilon']}"
+            lines.append(
+                f"| {short(task)} | `{d['file']}` | {how} | {d['rows']} | "
+                f"{_fmt(d['reward_mean'])} |"
+            )
+    return [*lines, ""]
+
+
+GUIDE_EPSILON_TASKS = {"textgen_env/Positive-v0", "textgen_env/Reverse-v0", "textgen_env/Twist-v0"}
+"""Tasks whose guide is the ε-noisy scripted expert (the real tasks' guide has no ε)."""
 
 
 def _settings_lines(records: Records, rows: list[str], labels: dict[str, str]) -> list[str]:
@@ -391,6 +434,7 @@ def _write_csv(folder: Path, records: Records, tasks: list[str], rows: list[str]
         "eval_num_samples",
         "top_k",
         "temperature",
+        "num_beams",
         *metrics,
     ]
     path = folder / "runs.csv"
@@ -404,6 +448,7 @@ def _write_csv(folder: Path, records: Records, tasks: list[str], rows: list[str]
                 "eval_num_samples": r["eval"]["num_samples"],
                 "top_k": r["eval"]["top_k"],
                 "temperature": r["eval"]["temperature"],
+                "num_beams": r["eval"].get("num_beams", 1),
             }
             line |= {k: r["metrics"].get(k) for k in metrics}
             for k in ("train_seconds", "eval_seconds", "seconds"):
@@ -540,7 +585,8 @@ def _plot_curves(
         fontsize=10,
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # not when every row shown is an offline one
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     fig.tight_layout()
     path = folder / f"curves_{short(task)}.png"
     fig.savefig(path, dpi=110)

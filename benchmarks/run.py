@@ -12,19 +12,25 @@ an algorithm's config lacks are ignored, as in ``agents.cli.PRESETS``).
 Each run goes through the public entry points only: :func:`agents.trainer.run` trains it into
 its run directory ``<out>/rundirs/<task>/<row>-s<seed>``, then :func:`agents.evaluate.evaluate`
 samples π alone once per test prompt, with the run's own sampling settings (the suite's, the
-same for every row) and the run's seed as the sampling seed. The "Zero-shot" row is a run of 0
-iterations (the initial policy); the "Guide" row rolls the task's guide out from the same test
-prompts with the same seed (the guide is no checkpoint, so it is scored the way
-``agents.evaluate`` scores one).
+same for every row) and the run's seed as the sampling seed, or decodes with beam search where
+the suite says so for a task (``eval_num_beams``: paper-small's CommonGen-v0, 5 beams). The
+"Zero-shot" row is a run of 0 iterations (the initial policy); the "Guide" row is the task's
+guide (the one the runs learn from) scored by :func:`agents.evaluate.evaluate_guide` on the
+same test prompts with the same seed. The A-LoL rows learn from one offline data file per task
+(:data:`DATA_SOURCE`: the references where the task has them, else the guide's episodes),
+written once under ``<out>/data/`` by :func:`agents.make_data.make_data` and shared by every
+seed; ReST grows its own data from π.
 
 Runs go task by task, then seed by seed, then row by row, so the first task is complete
 first. A finished run (trained and evaluated) is saved at once as one JSON,
 ``<out>/run_results/<task>/<row>-s<seed>.json`` (written atomically), and skipped next time;
-a run killed mid-way continues from its last checkpoint (``resume=True``). Every run's JSON
-holds its config, metrics, test generations and learning curve (read from its TensorBoard
-log), so the report (:mod:`benchmarks.report`: ``table.md``, ``runs.csv``, curves, the
-prompt-difficulty breakdown, sample generations) is rebuilt from the JSONs alone
-(``--report-only``); the run directories stay out of git.
+a run killed mid-way continues from its last checkpoint (``resume=True``), and a BC run whose
+checkpoint a BC+X row needs but whose run directory is gone is trained again and checked
+against its JSON (runs are reproducible). Every run's JSON holds its config, metrics, test
+generations and learning curve (read from its TensorBoard log), so the report
+(:mod:`benchmarks.report`: ``table.md``, ``runs.csv``, curves, the prompt-difficulty
+breakdown, sample generations) is rebuilt from the JSONs alone (``--report-only``); the run
+directories stay out of git.
 """
 
 from __future__ import annotations
@@ -41,23 +47,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 
 import textgen_env  # noqa: F401  (registers ids)
-from agents.algorithms import ALGORITHMS
-from agents.build import is_toy, scripted_guide
+from agents.algorithms import ALGORITHMS, OfflineAlgorithm
 from agents.checkpoint import CheckpointError, checkpoint_dirs, default_mode
 from agents.cli import PRESETS, OneLineErrors
 from agents.config import TrainConfig
-from agents.evaluate import METRICS, evaluate
+from agents.evaluate import METRICS, evaluate, evaluate_guide
+from agents.make_data import MakeDataConfig, make_data
+from agents.offline_data import DataFileError
 from agents.rundir import RunSetupError
 from agents.trainer import TrainingDiverged, run
 from benchmarks import report
 from textgen_env.errors import GuideError
-from textgen_env.metrics import compute_metrics
-from textgen_env.oracles import roll_out
 
 ZERO_SHOT = "zero-shot"
 """A row's "algorithm" for the initial policy: a run of 0 iterations, then evaluated."""
@@ -83,9 +86,8 @@ class Row:
     """Row whose checkpoint (same task, same seed) starts training and becomes π_ref (BC+X)."""
 
 
-# Row name -> row. The BC of BC+X is the "bc" row of the same task and seed. The offline
-# algorithms (agents/alol.py, agents/rest.py) join as rows here once they exist, e.g.
-# "alol": Row("A-LoL", "alol", {"data": ...}), and then in a suite's `rows`.
+# Row name -> row. The BC of BC+X is the "bc" row of the same task and seed. The A-LoL rows
+# learn from the suite's shared data file of the task (see `data_file`); ReST grows its own.
 ROWS: dict[str, Row] = {
     "zero-shot": Row("Zero-shot", ZERO_SHOT),
     "guide": Row("Guide", GUIDE),
@@ -98,8 +100,25 @@ ROWS: dict[str, Row] = {
     "bc+ppo": Row("BC+PPO", "ppo", init_from="bc"),
     "bc+ppo_pp": Row("BC+PPO++", "ppo_pp", init_from="bc"),
     "bc+d2lols": Row("BC+D2LOLS", "d2lols", init_from="bc"),
+    "alol": Row("A-LoL", "alol"),
+    "alol_seq": Row("A-LoL seq", "alol_seq"),
+    "rest": Row("ReST", "rest"),
+    "bc+alol": Row("BC+A-LoL", "alol", init_from="bc"),
+    "bc+alol_seq": Row("BC+A-LoL seq", "alol_seq", init_from="bc"),
+    "bc+rest": Row("BC+ReST", "rest", init_from="bc"),
 }
 PAPER_ROWS = tuple(ROWS)
+OFFLINE_ROWS = ("alol", "alol_seq", "rest", "bc+alol", "bc+alol_seq", "bc+rest")
+# Env id -> who writes the offline data file: the references where the task has them, else
+# the task's guide (the data an A-LoL run makes itself when given no --data file).
+DATA_SOURCE: dict[str, str] = {
+    "textgen_env/Positive-v0": "guide",
+    "textgen_env/Reverse-v0": "references",
+    "textgen_env/Twist-v0": "guide",
+    "textgen_env/IMDB-v0": "guide",
+    "textgen_env/CommonGen-v0": "references",
+    "textgen_env/TLDR-v0": "references",
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,12 @@ class Suite:
     """Episodes per evaluation batch."""
     eval_num_samples: int | None = None
     """Evaluate the first N test prompts (None: all)."""
+    eval_num_beams: dict[str, int] = field(default_factory=dict)
+    """Env id -> beams of a deterministic beam search at evaluation, in place of sampling
+    (every policy row of that task; the guide row samples as the runs see it)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """:class:`agents.make_data.MakeDataConfig` fields of the offline data file of each task
+    (source: :data:`DATA_SOURCE`; the guide's ε: ``shared``'s ``guide_epsilon``)."""
     threads: int | None = None
     """torch threads (None: torch's default). One is much faster for the tiny toy LMs."""
     keep_checkpoints: bool = True
@@ -138,15 +163,25 @@ class Suite:
 # 0.2, AggreVaTeD roll-out 0.8), the same wherever an algorithm uses them. BC clones the
 # ε = 0.3 scripted guide's own roll-outs (Positive and Twist have no references) for 10
 # iterations, 4 epochs each; BC+X then runs X's full budget from it.
+# The offline rows: A-LoL (and A-LoL seq) take TOY_ALOL steps of 64 rows from the task's data
+# file (Reverse: its 512 references; Positive, Twist: 4 episodes of the ε = 0.3 guide per train
+# prompt); ReST grows 4 episodes per train prompt from π 3 times, each followed by the 4
+# Improve steps of the default schedule (12 iterations), 2 epochs each.
 TOY_ITERATIONS = 40
 TOY_GUIDED = {"ppo_pp_beta": 0.2, "aggrevated_beta": 0.8}
+TOY_ALOL = {"batch_size": 64, "total_iterations": 300, "value_steps": 300, "checkpoint_every": 100}
 # paper-small: SmolLM2-135M-Instruct and its prompted guide, from issue #14's data point
 # (--preset paper --batch-size 16 --minibatch-size 8 --update-epochs 1: 25 iterations = 400
 # episodes, about 12 minutes per PPO run on 2 CPU cores; guided rows cost more, the guide
 # writes part of each batch). Same β_KL 0.05 (fixed), learning rate 1e-5 and top-k 50 for
 # every row; D2LOLS: 5 of 25 iterations in AggreVaTeD (20%). BC: 25 iterations of 16
-# demonstrations (the references; IMDB has none, so the prompted guide's roll-outs).
+# demonstrations (the references; IMDB has none, so the prompted guide's roll-outs). The
+# offline rows as in the IMDB evidence of benchmarks/offline.py: A-LoL 60 steps of 16 rows
+# (IMDB: 2 guide episodes per train prompt; CommonGen, TL;DR: the references); ReST one Grow
+# of 2 episodes per train prompt, then 4 Improve steps. CommonGen is decoded with beam search
+# of 5 at evaluation (as the paper scored it); the other tasks sample with top-k 50.
 PAPER_ITERATIONS = 25
+PAPER_ALOL = {"total_iterations": 60, "checkpoint_every": 30}
 SUITES: dict[str, Suite] = {
     "toy": Suite(
         about=(
@@ -165,7 +200,11 @@ SUITES: dict[str, Suite] = {
             "aggrevated": {"beta": TOY_GUIDED["aggrevated_beta"]},
             "lols": {"tau": 0.8, **TOY_GUIDED},
             "d2lols": {"tau": TOY_ITERATIONS // 5, **TOY_GUIDED},
+            "alol": TOY_ALOL,
+            "alol_seq": TOY_ALOL,
+            "rest": {"total_iterations": 12, "minibatch_size": 64, "improve_epochs": 2},
         },
+        data={"samples_per_prompt": 4, "batch_size": 64, "seed": 0},
         threads=1,
     ),
     "paper-small": Suite(
@@ -194,9 +233,14 @@ SUITES: dict[str, Suite] = {
             "aggrevated": {"beta": 0.8},
             "lols": {"tau": 0.8, "ppo_pp_beta": 0.2, "aggrevated_beta": 0.8},
             "d2lols": {"tau": PAPER_ITERATIONS // 5, "ppo_pp_beta": 0.2, "aggrevated_beta": 0.8},
+            "alol": PAPER_ALOL,
+            "alol_seq": PAPER_ALOL,
+            "rest": {"total_iterations": 4, "samples_per_prompt": 2, "minibatch_size": 16},
         },
         per_task={"textgen_env/IMDB-v0": {"demonstrations": "guide"}},
+        data={"samples_per_prompt": 2, "batch_size": 16, "seed": 0},
         eval_batch_size=30,
+        eval_num_beams={"textgen_env/CommonGen-v0": 5},
         keep_checkpoints=False,
     ),
     # The pipeline end to end in seconds (the tests run it): 2 iterations of 16 episodes.
@@ -204,7 +248,7 @@ SUITES: dict[str, Suite] = {
         about="Pipeline check: 2 iterations of 16 episodes on Positive-v0 (no learning).",
         tasks=("textgen_env/Positive-v0",),
         seeds=(0, 1),
-        rows=("zero-shot", "guide", "bc", "ppo", "bc+ppo"),
+        rows=("zero-shot", "guide", "bc", "ppo", "bc+ppo", "alol", "rest", "bc+alol"),
         shared={
             "batch_size": 16,
             "minibatch_size": 8,
@@ -217,7 +261,12 @@ SUITES: dict[str, Suite] = {
             "checkpoint_every": 1,
             "log_samples_every": 0,
         },
-        per_algo={"bc": {"demonstrations": "guide"}},
+        per_algo={
+            "bc": {"demonstrations": "guide"},
+            "alol": {"value_samples": 1, "value_steps": 5},
+            "rest": {"total_iterations": 4, "max_prompts": 16, "samples_per_prompt": 1},
+        },
+        data={"samples_per_prompt": 1, "max_prompts": 32, "batch_size": 16, "seed": 0},
         eval_batch_size=48,
         threads=1,
     ),
@@ -246,12 +295,35 @@ def settings(suite: Suite, row: Row, task: str) -> dict[str, Any]:
     return values
 
 
-def build_config(suite: Suite, row: Row, task: str, seed: int, run_dir: Path) -> TrainConfig:
-    """The config of one run (fields its algorithm's config lacks are dropped)."""
+def build_config(
+    suite: Suite, row: Row, task: str, seed: int, run_dir: Path, data: Path | None = None
+) -> TrainConfig:
+    """The config of one run (fields its algorithm's config lacks are dropped); ``data`` is
+    the offline data file of the rows that learn from one."""
     cls = ALGORITHMS[train_algo(row)].config
     names = {f.name for f in dataclasses.fields(cls)}
     values = settings(suite, row, task) | {"seed": seed, "output_dir": str(run_dir)}
+    if data is not None:
+        values["data"] = str(data)
     return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def uses_data(row: Row) -> bool:
+    """Whether ``row``'s runs learn from the suite's offline data file (the A-LoL family)."""
+    algo = ALGORITHMS.get(train_algo(row))
+    return algo is not None and "data" in {f.name for f in dataclasses.fields(algo.config)}
+
+
+def data_config(suite: Suite, task: str, out: Path) -> MakeDataConfig:
+    """How the task's offline data file is made (:data:`DATA_SOURCE`, ``suite.data``)."""
+    epsilon = suite.shared.get("guide_epsilon", TrainConfig.guide_epsilon)
+    return MakeDataConfig(
+        env_id=task,
+        out=str(data_file(out, task)),
+        source=DATA_SOURCE[task],
+        guide_epsilon=epsilon,
+        **suite.data,
+    )
 
 
 def check_suite(name: str, suite: Suite) -> None:
@@ -294,6 +366,19 @@ def check_suite(name: str, suite: Suite) -> None:
     unknown = [t for t in suite.tasks if t not in METRICS]
     if unknown:
         raise SuiteError(f"suite {name}: unknown task(s) {', '.join(unknown)}")
+    for task, beams in suite.eval_num_beams.items():
+        if task not in suite.tasks or isinstance(beams, bool) or not isinstance(beams, int):
+            raise SuiteError(f"suite {name}: eval_num_beams {task}: {beams!r} (not its task?)")
+        if beams < 1:
+            raise SuiteError(f"suite {name}: eval_num_beams {task} must be >= 1, got {beams}")
+    if any(uses_data(ROWS[key]) for key in suite.rows):
+        for task in suite.tasks:
+            if task not in DATA_SOURCE:
+                raise SuiteError(f"suite {name}: DATA_SOURCE has no entry for {task}")
+            try:
+                data_config(suite, task, Path("unused"))
+            except (TypeError, ValueError) as err:
+                raise SuiteError(f"suite {name}, data of {task}: {err}") from err
 
 
 # ----------------------------------------------------------------------------- one run
@@ -314,6 +399,37 @@ def run_path(out: Path, task: str, row: str, seed: int) -> Path:
     return out / "rundirs" / short(task) / f"{row}-s{seed}"
 
 
+def data_file(out: Path, task: str) -> Path:
+    """The task's offline data file, shared by every seed and row that learns from one."""
+    return out / "data" / f"{short(task)}.jsonl"
+
+
+def prepare_data(out: Path, suite: Suite, task: str) -> dict[str, Any]:
+    """Write the task's offline data file once (:func:`agents.make_data.make_data`, which
+    continues a file a killed process left) and return what it holds; its summary
+    (``<task>.json`` beside it) marks it complete, so later runs reuse it as it is."""
+    cfg = data_config(suite, task, out)
+    summary = data_file(out, task).with_suffix(".json")
+    if summary.exists():
+        return json.loads(summary.read_text(encoding="utf-8"))
+    print(f"  writing the offline data of {short(task)} ({cfg.source}) to {cfg.out}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        rows = make_data(cfg, progress=False)
+    except DataFileError as err:
+        raise SuiteError(f"offline data {cfg.out}: {err}") from err
+    rewards = [r.reward for r in rows]
+    info = {
+        "file": os.path.relpath(cfg.out, out),
+        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out",)},
+        "rows": len(rows),
+        "reward_mean": sum(rewards) / len(rewards),
+        "seconds": time.perf_counter() - t0,
+    }
+    write_json(summary, info)
+    return info
+
+
 def train(cfg: TrainConfig, algo: str, init_from: str | None) -> bool:
     """Train into ``cfg.output_dir``, continuing a run a killed process left there; returns
     whether it resumed. A directory without an intact checkpoint starts over."""
@@ -331,77 +447,97 @@ def train(cfg: TrainConfig, algo: str, init_from: str | None) -> bool:
 def read_curves(run_dir: Path) -> dict[str, list[list[float]]]:
     """``{"unguided": [[iteration, reward], ...], "all": ...}`` from a run's TensorBoard log:
     the task reward of π's own episodes, and of every episode of the batch (guided ones
-    included). A resumed run logged again the iterations after its last checkpoint; the
-    last value of each iteration wins."""
+    included); ReST's ``"grow"``: the mean reward of each Grow step's episodes (step = Grow
+    step). A resumed run logged again the iterations after its last checkpoint; the last
+    value of each iteration wins."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
     tags = set(acc.Tags().get("scalars", []))
     curves = {}
-    for name, tag in (("unguided", "charts/task_reward_unguided"), ("all", "charts/task_reward")):
+    for name, tag in (
+        ("unguided", "charts/task_reward_unguided"),
+        ("all", "charts/task_reward"),
+        ("grow", "grow/reward_mean"),
+    ):
         if tag in tags:
             latest = {e.step: e.value for e in sorted(acc.Scalars(tag), key=lambda e: e.wall_time)}
             curves[name] = [[step, latest[step]] for step in sorted(latest)]
     return curves
 
 
-def evaluate_guide(suite: Suite, task: str, seed: int) -> dict[str, Any]:
-    """The guide the runs learn from (as :mod:`agents.build` builds it: the ε-noisy scripted
-    expert, or SmolLM2 told the task with top-k 50) on the test prompts, scored as
-    :func:`agents.evaluate.evaluate` scores a policy: the same prompts in order, batch size,
-    seed and metric options (perplexity under the same SmolLM2)."""
-    n_envs = suite.eval_batch_size
-    kwargs: dict[str, Any] = {"split": "test"}
-    model = tokenizer = None
-    if not is_toy(task):
-        from textgen_env.models import load_causal_lm
-        from textgen_env.tasks import default_guide
-
-        model, tokenizer = load_causal_lm(None)
-        kwargs["tokenizer"] = tokenizer
-    envs = gym.make_vec(
-        task, num_envs=n_envs, vectorization_mode="vector_entry_point", **kwargs
-    ).unwrapped
-    t = envs.task
-    if is_toy(task):
-        epsilon = suite.shared.get("guide_epsilon", TrainConfig.guide_epsilon)
-        guide = scripted_guide(task, t.vocab_size, epsilon)
-    else:
-        guide = default_guide(task, tokenizer, model, tokenizer)  # as agents.build builds it
-    n = (
-        t.num_prompts
-        if suite.eval_num_samples is None
-        else min(suite.eval_num_samples, t.num_prompts)
-    )
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    envs.reset(seed=seed)
-    finals, rewards = [], []
-    for lo in range(0, n, n_envs):
-        final, returns = roll_out(
-            envs, guide, [t.initial_state(i) for i in range(lo, min(lo + n_envs, n))], rng
-        )
-        finals += final
-        rewards += returns.tolist()
-    generations = t.decode([s.generated_ids for s in finals])
-    prompts = [t.prompts[s.prompt_index].text for s in finals]
-    references = [list(s.references) for s in finals]
-    options = dict(METRICS[task])
-    if not all(references):
-        options |= {"cider": False, "meteor": False, "bertscore": False}
-    if options.pop("perplexity", False) and model is not None:
-        options |= {"perplexity_model": model, "perplexity_tokenizer": tokenizer}
-    metrics = {
-        "task_reward": float(np.mean(rewards)),
-        "task_reward_std": float(np.std(rewards)),
-        **compute_metrics(generations, references if all(references) else None, prompts, **options),
+def train_row(out: Path, suite: Suite, task: str, key: str, seed: int) -> dict[str, Any]:
+    """Train one run into its run directory (continuing a killed one); returns the training
+    part of its record. The guide row trains nothing."""
+    row = ROWS[key]
+    if row.algo == GUIDE:
+        return {"config": None, "iterations": 0, "episodes": 0, "resumed": False,
+                "train_seconds": 0.0, "curves": {}, "run_dir": None}  # fmt: skip
+    donor = None
+    if row.init_from is not None:
+        donor_dir = run_path(out, task, row.init_from, seed)
+        if not checkpoint_dirs(donor_dir):
+            rebuild(out, suite, task, row.init_from, seed)
+        donor = str(donor_dir)
+    t0 = time.perf_counter()
+    rdir = run_path(out, task, key, seed)
+    part: dict[str, Any] = {}
+    data = None
+    if uses_data(row):
+        part["data"] = prepare_data(out, suite, task)
+        data = data_file(out, task)
+    cfg = build_config(suite, row, task, seed, rdir, data)
+    resumed = train(cfg, train_algo(row), donor)
+    online = not isinstance(ALGORITHMS[train_algo(row)], OfflineAlgorithm)
+    return part | {
+        "config": {"algo": train_algo(row), **dataclasses.asdict(cfg), "init_from": donor},
+        "iterations": cfg.total_iterations,
+        # training episodes of an online run (an offline run's data are counted apart)
+        "episodes": cfg.total_iterations * cfg.batch_size if online else None,
+        "resumed": resumed,
+        "train_seconds": time.perf_counter() - t0,
+        "curves": read_curves(rdir),
+        "run_dir": os.path.relpath(rdir, out),
     }
-    samples = [
-        {"prompt": p, "generation": g, "reward": r}
-        for p, g, r in zip(prompts, generations, rewards, strict=True)
-    ]
-    return {"metrics": metrics, "samples": samples, "num_samples": n}
+
+
+def evaluate_row(out: Path, suite: Suite, task: str, key: str, seed: int) -> dict[str, Any]:
+    """Score one run on the test split (:func:`agents.evaluate.evaluate`, or
+    :func:`agents.evaluate.evaluate_guide` for the guide row, which samples as the runs see
+    it); returns the evaluator's result."""
+    common = {
+        "split": "test",
+        "batch_size": suite.eval_batch_size,
+        "seed": seed,
+        "num_samples": suite.eval_num_samples,
+    }
+    if ROWS[key].algo == GUIDE:
+        epsilon = suite.shared.get("guide_epsilon", TrainConfig.guide_epsilon)
+        return evaluate_guide(task, guide_epsilon=epsilon, **common)
+    beams = suite.eval_num_beams.get(task, 1)
+    return evaluate(str(run_path(out, task, key, seed)), num_beams=beams, **common)
+
+
+def rebuild(out: Path, suite: Suite, task: str, key: str, seed: int) -> None:
+    """Train a finished run again whose checkpoint a BC+X row needs but its run directory
+    lacks (run directories stay out of git), and check that it is the saved run: runs are
+    reproducible, so its test rewards must equal those of its JSON."""
+    saved_path = result_path(out, task, key, seed)
+    if not saved_path.exists():
+        raise SuiteError(f"row {key}'s run of seed {seed} is not in {saved_path}")
+    print(f"  rebuilding the checkpoint of {key} (seed {seed}), which its JSON lacks", flush=True)
+    train_row(out, suite, task, key, seed)
+    result = evaluate_row(out, suite, task, key, seed)
+    if not suite.keep_checkpoints:
+        prune_checkpoints(run_path(out, task, key, seed), donor=True)
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    got = [s["generation"] for s in result["samples"]], [s["reward"] for s in result["samples"]]
+    if got != (saved["generations"], saved["rewards"]):
+        raise SuiteError(
+            f"the rebuilt {key} run of seed {seed} is not the saved one (its test generations "
+            f"differ): delete {saved_path} to run it, and the rows that start from it, again"
+        )
 
 
 def execute(
@@ -420,48 +556,8 @@ def execute(
         "init_from": row.init_from,
     }
     t0 = time.perf_counter()
-    if row.algo == GUIDE:
-        result = evaluate_guide(suite, task, seed)
-        record |= {
-            "config": None,
-            "iterations": 0,
-            "episodes": 0,
-            "resumed": False,
-            "train_seconds": 0.0,
-            "curves": {},
-            "run_dir": None,
-        }
-    else:
-        rdir = run_path(out, task, key, seed)
-        cfg = build_config(suite, row, task, seed, rdir)
-        donor = None
-        if row.init_from is not None:
-            donor_dir = run_path(out, task, row.init_from, seed)
-            if not checkpoint_dirs(donor_dir):
-                raise SuiteError(
-                    f"{key} starts from row {row.init_from}'s checkpoint, which is not in "
-                    f"{donor_dir}; delete {result_path(out, task, row.init_from, seed)} to "
-                    "train it again"
-                )
-            donor = str(donor_dir)
-        resumed = train(cfg, train_algo(row), donor)
-        trained = time.perf_counter()
-        result = evaluate(
-            str(rdir),
-            split="test",
-            batch_size=suite.eval_batch_size,
-            seed=seed,
-            num_samples=suite.eval_num_samples,
-        )
-        record |= {
-            "config": {"algo": train_algo(row), **dataclasses.asdict(cfg), "init_from": donor},
-            "iterations": cfg.total_iterations,
-            "episodes": cfg.total_iterations * cfg.batch_size,
-            "resumed": resumed,
-            "train_seconds": trained - t0,
-            "curves": read_curves(rdir),
-            "run_dir": os.path.relpath(rdir, out),
-        }
+    record |= train_row(out, suite, task, key, seed)
+    result = evaluate_row(out, suite, task, key, seed)
     samples = result["samples"]
     record |= {
         "eval": {
@@ -470,6 +566,7 @@ def execute(
             "batch_size": suite.eval_batch_size,
             "num_samples": result["num_samples"],
             **{k: suite.shared[k] for k in SAMPLING},
+            "num_beams": result["decoding"]["num_beams"],
         },
         "metrics": result["metrics"],
         "seconds": time.perf_counter() - t0,
@@ -512,8 +609,11 @@ def changed_settings(out: Path, suite: Suite, task: str, key: str, seed: int) ->
     if ROWS[key].algo == GUIDE or saved is None:
         return []
     now = dataclasses.asdict(build_config(suite, ROWS[key], task, seed, Path()))
-    # a field added to the configs since keeps the run's behaviour at its default: not listed
-    return sorted(k for k, v in now.items() if k != "output_dir" and saved.get(k, v) != v)
+    # a field added to the configs since keeps the run's behaviour at its default: not listed;
+    # the run directory and data file are where the runner put them, not settings
+    return sorted(
+        k for k, v in now.items() if k not in ("output_dir", "data") and saved.get(k, v) != v
+    )
 
 
 def plan(suite: Suite, rows: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]):

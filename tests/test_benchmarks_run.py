@@ -1,10 +1,12 @@
-"""The benchmark runner (benchmarks/run.py): a tiny suite end to end, skipping finished runs,
-resuming a half-done one, and one-line errors for bad flags."""
+"""The benchmark runner (benchmarks/run.py): a tiny suite end to end (offline rows on one shared
+data file included), skipping finished runs, resuming a half-done one, rebuilding a BC
+checkpoint that a BC+X row needs, beam-search evaluation, and one-line errors for bad flags."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a folder of scripts, not an inst
     sys.path.insert(0, str(ROOT))
 
 from agents.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+from agents.evaluate import evaluate  # noqa: E402
 from agents.trainer import run  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks import run as bench  # noqa: E402
@@ -32,7 +35,7 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
 ) -> None:
     out = tmp_path / "smoke"
     assert bench.main(["--suite", "smoke", "--out", str(out)]) == 0
-    rows = ("zero-shot", "guide", "bc", "ppo", "bc+ppo")
+    rows = ("zero-shot", "guide", "bc", "ppo", "bc+ppo", "alol", "rest", "bc+alol")
     saved = results(out)
     assert sorted(saved) == sorted(f"{r}-s{s}.json" for r in rows for s in (0, 1))
     for name in ("table.md", "runs.csv", "difficulty.md", "samples_Positive-v0.md"):
@@ -48,11 +51,25 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     assert np.isclose(np.mean(record["rewards"]), record["metrics"]["task_reward"])
     zero = json.loads(saved["zero-shot-s0.json"].read_text())
     assert zero["iterations"] == 0 and zero["prompts"] == record["prompts"]  # same prompts
+
+    # the A-LoL rows of both seeds learn from one data file, written once
+    data = out / "data" / "Positive-v0.jsonl"
+    alol = [json.loads(saved[f"{r}-s{s}.json"].read_text()) for r in ("alol", "bc+alol")
+            for s in (0, 1)]  # fmt: skip
+    assert {a["config"]["data"] for a in alol} == {str(data)}
+    assert all(a["data"] == alol[0]["data"] for a in alol)
+    assert alol[0]["data"]["rows"] == 32 == len(data.read_text().splitlines())
+    assert alol[0]["data"]["settings"]["source"] == "guide"
+    assert alol[2]["config"]["init_from"].endswith("bc-s0") and alol[0]["episodes"] is None
+    rest = json.loads(saved["rest-s0.json"].read_text())
+    assert "data" not in rest and [g for g, _ in rest["curves"]["grow"]] == [0]  # grows its own
+
     table = (out / "table.md").read_text()
-    for label in ("Zero-shot", "Guide", "BC", "PPO", "BC+PPO"):
+    for label in ("Zero-shot", "Guide", "BC", "PPO", "BC+PPO", "A-LoL", "ReST", "BC+A-LoL"):
         assert f"| {label} | " in table
     assert "(partial)" not in table
-    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 10
+    assert "| Positive-v0 | `data/Positive-v0.jsonl` | guide, 1 per train prompt" in table
+    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 16
 
     # a rerun trains and evaluates nothing and rewrites no run JSON
     def refuse(*args: object, **kwargs: object) -> None:
@@ -61,11 +78,12 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     monkeypatch.setattr(bench, "run", refuse)
     monkeypatch.setattr(bench, "evaluate", refuse)
     monkeypatch.setattr(bench, "evaluate_guide", refuse)
+    monkeypatch.setattr(bench, "make_data", refuse)
     mtimes = {name: p.stat().st_mtime_ns for name, p in saved.items()}
     (out / "table.md").unlink()
     capsys.readouterr()
     assert bench.main(["--suite", "smoke", "--out", str(out)]) == 0
-    assert capsys.readouterr().out.count("done before, skipped") == 10
+    assert capsys.readouterr().out.count("done before, skipped") == 16
     assert {name: p.stat().st_mtime_ns for name, p in results(out).items()} == mtimes
     assert (out / "table.md").read_text() == table  # rebuilt from the JSONs alone
 
@@ -107,6 +125,61 @@ def test_a_bc_x_row_brings_its_bc_run_along_and_pruning_keeps_what_it_needs(
     bc, bc_ppo = (bench.run_path(tmp_path, TASK, row, 3) for row in ("bc", "bc+ppo"))
     assert [p.name for p in (bc / "checkpoints").glob("iter-*")] == ["iter-000002"]
     assert not list((bc_ppo / "checkpoints").glob("iter-*")) and (bc_ppo / "tb").is_dir()
+
+
+def test_a_killed_data_file_is_continued_to_the_same_file(tmp_path: Path) -> None:
+    args = ["--suite", "smoke", "--only", "alol", "--out", str(tmp_path)]
+    assert bench.main([*args, "--seeds", "0"]) == 0
+    data = bench.data_file(tmp_path, TASK)
+    whole = data.read_bytes()
+    data.with_suffix(".json").unlink()  # not complete: killed while writing
+    data.write_bytes(b"".join(whole.splitlines(keepends=True)[:20]))  # a chunk and a bit
+    assert bench.main([*args, "--seeds", "1"]) == 0
+    assert data.read_bytes() == whole
+    info = json.loads(results(tmp_path)["alol-s1.json"].read_text())["data"]
+    assert info["rows"] == 32
+
+
+def test_a_bc_x_row_rebuilds_a_bc_checkpoint_the_run_directory_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--suite", "smoke", "--seeds", "0", "--out", str(tmp_path)]
+    assert bench.main([*args, "--only", "bc"]) == 0
+    bc_dir = bench.run_path(tmp_path, TASK, "bc", 0)
+    shutil.rmtree(bc_dir)  # a fresh clone: run directories stay out of git
+    capsys.readouterr()
+    assert bench.main([*args, "--only", "bc+ppo"]) == 0
+    assert "rebuilding the checkpoint of bc (seed 0)" in capsys.readouterr().out
+    assert latest_checkpoint(bc_dir).name == "iter-000002"
+
+    # a BC run that no longer reproduces its JSON is refused, not silently replaced
+    saved = bench.result_path(tmp_path, TASK, "bc", 0)
+    record = json.loads(saved.read_text())
+    record["rewards"][0] += 1.0
+    saved.write_text(json.dumps(record))
+    shutil.rmtree(bc_dir)
+    bench.result_path(tmp_path, TASK, "bc+ppo", 0).unlink()
+    assert bench.main([*args, "--only", "bc+ppo"]) == 1
+    assert "FAILED: the rebuilt bc run of seed 0 is not the saved one" in capsys.readouterr().out
+
+
+def test_a_suite_may_decode_a_task_with_beam_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = dataclasses.replace(bench.SUITES["smoke"], eval_num_beams={TASK: 2})
+    monkeypatch.setitem(bench.SUITES, "smoke", suite)
+    assert bench.main(["--suite", "smoke", "--only", "zero-shot,guide", "--seeds", "0",
+                       "--out", str(tmp_path)]) == 0  # fmt: skip
+    zero = json.loads(results(tmp_path)["zero-shot-s0.json"].read_text())
+    guide = json.loads(results(tmp_path)["guide-s0.json"].read_text())
+    assert zero["eval"]["num_beams"] == 2 and guide["eval"]["num_beams"] == 1
+    again = evaluate(str(bench.run_path(tmp_path, TASK, "zero-shot", 0)), num_beams=2, seed=7)
+    assert [s["generation"] for s in again["samples"]] == zero["generations"]  # deterministic
+    assert (
+        "Positive-v0: every row but the guide decodes with beam search of 2 beams"
+        in (tmp_path / "table.md").read_text()
+    )
+    assert "num_beams" in (tmp_path / "runs.csv").read_text().splitlines()[0]
 
 
 @pytest.mark.parametrize(
@@ -151,6 +224,25 @@ def test_every_suite_table_builds_its_configs() -> None:
     late_bc = dataclasses.replace(bench.SUITES["smoke"], rows=("bc+ppo", "bc"))
     with pytest.raises(bench.SuiteError, match="must come before it"):
         bench.check_suite("late", late_bc)
+    for beams, says in (({TASK: 0}, "must be >= 1"), ({"textgen_env/IMDB-v0": 5}, "not its task")):
+        bad = dataclasses.replace(bench.SUITES["smoke"], eval_num_beams=beams)
+        with pytest.raises(bench.SuiteError, match=says):
+            bench.check_suite("beams", bad)
+    bad_data = dataclasses.replace(bench.SUITES["smoke"], data={"samples_per_prompt": 0})
+    with pytest.raises(bench.SuiteError, match="data of textgen_env/Positive-v0"):
+        bench.check_suite("data", bad_data)
+    assert bench.SUITES["paper-small"].eval_num_beams == {"textgen_env/CommonGen-v0": 5}
+    for name in bench.OFFLINE_ROWS:
+        assert name in bench.SUITES["toy"].rows and name in bench.SUITES["paper-small"].rows
+
+
+def test_the_data_sources_are_the_references_where_a_task_has_them() -> None:
+    import gymnasium as gym
+
+    for task in ("textgen_env/Positive-v0", "textgen_env/Reverse-v0", "textgen_env/Twist-v0"):
+        envs = gym.make_vec(task, num_envs=1, vectorization_mode="vector_entry_point")
+        has = any(p.references for p in envs.unwrapped.task.prompts)
+        assert bench.DATA_SOURCE[task] == ("references" if has else "guide"), task
 
 
 def test_imdb_prompts_split_in_thirds_by_the_zero_shot_reward() -> None:
