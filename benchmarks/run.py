@@ -522,11 +522,12 @@ def evaluate_row(out: Path, suite: Suite, task: str, key: str, seed: int) -> dic
 def rebuild(out: Path, suite: Suite, task: str, key: str, seed: int) -> None:
     """Train a finished run again whose checkpoint a BC+X row needs but its run directory
     lacks (run directories stay out of git), and check that it is the saved run: runs are
-    reproducible, so its test rewards must equal those of its JSON."""
+    reproducible, so its test generations and rewards must equal those of its JSON (else
+    the rebuilt run is deleted and :class:`SuiteError` raised)."""
     saved_path = result_path(out, task, key, seed)
     if not saved_path.exists():
         raise SuiteError(f"row {key}'s run of seed {seed} is not in {saved_path}")
-    print(f"  rebuilding the checkpoint of {key} (seed {seed}), which its JSON lacks", flush=True)
+    print(f"  rebuilding the checkpoint of {key} (seed {seed}): its run directory has none")
     train_row(out, suite, task, key, seed)
     result = evaluate_row(out, suite, task, key, seed)
     if not suite.keep_checkpoints:
@@ -534,6 +535,7 @@ def rebuild(out: Path, suite: Suite, task: str, key: str, seed: int) -> None:
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     got = [s["generation"] for s in result["samples"]], [s["reward"] for s in result["samples"]]
     if got != (saved["generations"], saved["rewards"]):
+        shutil.rmtree(run_path(out, task, key, seed))  # no BC+X may start from it
         raise SuiteError(
             f"the rebuilt {key} run of seed {seed} is not the saved one (its test generations "
             f"differ): delete {saved_path} to run it, and the rows that start from it, again"

@@ -161,6 +161,7 @@ def test_a_bc_x_row_rebuilds_a_bc_checkpoint_the_run_directory_lost(
     bench.result_path(tmp_path, TASK, "bc+ppo", 0).unlink()
     assert bench.main([*args, "--only", "bc+ppo"]) == 1
     assert "FAILED: the rebuilt bc run of seed 0 is not the saved one" in capsys.readouterr().out
+    assert not bc_dir.exists()  # no later BC+X run starts from it
 
 
 def test_a_suite_may_decode_a_task_with_beam_search(
