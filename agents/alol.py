@@ -38,6 +38,16 @@ Priority sampling draws row i with probability A_i / Σ A and weights every draw
 mean Ā instead of A_i: the expected gradient equals uniform sampling with weight A, with less
 variance; it is on by default, as in the paper's main runs. V_ref's MLP (one hidden layer of
 256 ReLU units, Adam, full batch) is ours; the paper does not fix its shape.
+
+Several processes (``accelerate launch``, :mod:`agents.distributed`): every process replays the
+whole file and draws the same ``batch_size`` rows each step; it takes its contiguous part of
+them, scales its token-mean loss by its share of the step's tokens, and DDP averages the
+gradients, so a step's gradient is the one a single process computes on those rows (up to
+float rounding). The passes of π_ref over all the rows (log-probs, prompt features) are split
+among the processes and gathered. V_ref's samples are split by whole chunks of
+``batch_size`` episodes, chunk c seeded from (seed, 1, c) (a single process keeps its one
+stream, seeded from (seed, 1)); the main process fits V_ref and sends the rows' weights to the
+others.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from tqdm import tqdm
 from agents.build import build_envs, build_guide, build_learner, is_toy
 from agents.checkpoint import check_finite
 from agents.config import TrainConfig, check_positive
+from agents.distributed import Processes, ReplicatedPolicy
 from agents.losses import exact_kl, logprobs_from_logits, weighted_nll_loss
 from agents.offline_data import (
     DataFileError,
@@ -65,6 +76,7 @@ from agents.offline_data import (
     read_rows,
     reference_rows,
     replay,
+    sample_chunks,
     sample_rows,
     write_rows,
     write_samples,
@@ -73,7 +85,15 @@ from agents.offline_run import OfflineRun, start_run
 from agents.policy import ActorCritic
 from agents.rundir import RunSetupError
 
-__all__ = ["VARIANTS", "ALoLConfig", "Variant", "draw_rows", "fit_value", "train"]
+__all__ = [
+    "VARIANTS",
+    "ALoLConfig",
+    "Variant",
+    "draw_rows",
+    "fit_value",
+    "step_loss",
+    "train",
+]
 
 
 @dataclass
@@ -155,7 +175,7 @@ def train(
     if variant.kl and cfg.kl_coef == 0:
         raise RunSetupError(f"{algo} needs kl_coef > 0 (its KL term's β_KL)")
     run = start_run(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
-    ac, venv = run.ac, run.envs.unwrapped
+    ac, venv, procs = run.ac, run.envs.unwrapped, run.procs
 
     # 1. data: the rows, replayed through the env
     rows, path = _rows(cfg, run)
@@ -168,7 +188,7 @@ def train(
     # log π_ref of every response token (N, G), for the importance weights only
     ref_logprobs = None
     if variant.ratio != "none":
-        ref_logprobs = _reference_logprobs(ac, data, cfg.batch_size)
+        ref_logprobs = _reference_logprobs(ac, data, cfg.batch_size, procs)
 
     # 2. V_ref and the rows' weights (kept in the checkpoint: a resumed run reuses them)
     if run.state is not None:
@@ -185,31 +205,33 @@ def train(
 
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
     run.restore(optimizer)
-    run.writer.add_scalar("data/rows", len(rows), 0)
-    run.writer.add_scalar("data/kept_share", len(keep) / len(rows), 0)
-    run.writer.add_scalar("data/reward_mean", data.rewards.mean().item(), 0)
+    run.log("data/rows", len(rows), 0)
+    run.log("data/kept_share", len(keep) / len(rows), 0)
+    run.log("data/reward_mean", data.rewards.mean().item(), 0)
 
     def checkpoint(done: int) -> None:
         run.checkpoint(done, optimizer, weights=weights, data_sha256=digest)
 
     # 4. steps: draw rows, one gradient step on the variant's loss
     priority = cfg.priority_sampling and variant.weight != "one"
-    bar = tqdm(range(run.done, cfg.total_iterations), desc=algo, unit="step", dynamic_ncols=True)
+    steps = range(run.done, cfg.total_iterations)
+    bar = tqdm(steps, desc=algo, unit="step", dynamic_ncols=True, disable=not procs.main)
     for step in bar:
         t0 = time.perf_counter()
+        # the same global rows in every process (np_rng is one stream); each takes its part
         drawn, w = draw_rows(weights[keep], cfg.batch_size, run.np_rng, priority=priority)
         pick = keep[drawn]  # (b,)
-        scalars = _step(ac, optimizer, data, ref_logprobs, pick, w, variant, cfg)
+        scalars = _step(run.policy, ac, optimizer, data, ref_logprobs, pick, w, variant, cfg, procs)
         scalars["time/update"] = time.perf_counter() - t0
         check_finite(ac, scalars, step, run.out)  # before anything is logged or saved
         for name, value in scalars.items():
-            run.writer.add_scalar(name, value, step)
+            run.log(name, value, step)
         bar.set_postfix(nll=f"{scalars['losses/nll']:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.total_iterations:
             checkpoint(step + 1)
     if cfg.total_iterations == 0:
         checkpoint(0)
-    run.writer.close()
+    run.finish()
     return run.out
 
 
@@ -233,7 +255,50 @@ def draw_rows(
     return rows, weights.mean().expand(size)
 
 
+def step_loss(
+    policy: ActorCritic | ReplicatedPolicy,
+    ac: ActorCritic,
+    data: Replayed,
+    ref_logprobs: torch.Tensor | None,
+    pick: torch.Tensor,
+    weight: torch.Tensor,
+    variant: Variant,
+    cfg: ALoLConfig,
+    procs: Processes,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """This process's loss of one gradient step on rows ``pick`` ``(b,)`` of ``data``
+    weighted by ``weight`` ``(b,)``, and its statistics (token means).
+
+    In a single process, the variant's loss on every row. With N processes, this process's
+    part of the rows (:meth:`~agents.distributed.Processes.rows`), its token means scaled by
+    its share of the rows' tokens (:meth:`~agents.distributed.Processes.token_share`): the
+    backward passes, averaged by DDP, leave the single-process gradient in every process, and
+    the statistics summed over the processes are the single-process ones.
+    """
+    dev = next(ac.parameters()).device
+    rows, real = procs.rows(pick)  # (b',)
+    w = weight[procs.part(len(pick))] if real else weight[:1]  # (b',)
+    ids = data.input_ids[rows].to(dev)  # (b', P+G)
+    attn = data.attention_mask[rows].to(dev)  # (b', P+G)
+    mask = data.mask[rows].to(dev) & real  # (b', G); none for a process without rows
+    logits, _ = policy(ids, attn, data.prompt_width)  # (b', G, V)
+    logprobs = logprobs_from_logits(logits, data.tokens[rows].to(dev))  # (b', G)
+    ref = ref_logprobs[rows].to(dev) if ref_logprobs is not None else None
+    loss, stats = weighted_nll_loss(logprobs, ref, mask, w.to(dev), variant.ratio, cfg.clip_epsilon)
+    if variant.kl:
+        kl = exact_kl(logits, ac.reference_logits(ids, attn, data.prompt_width))  # (b', G)
+        kl = (kl * mask).sum() / mask.sum().clamp(min=1)
+        loss = loss + cfg.kl_coef * kl
+        stats["kl"] = kl.detach()
+    if procs.world > 1:
+        share = procs.token_share(mask.sum(), data.mask[pick].sum().to(dev))
+        loss = loss * share
+        stats = {k: v * share / procs.world for k, v in stats.items()}
+    return loss, stats
+
+
 def _step(
+    policy: ActorCritic | ReplicatedPolicy,
     ac: ActorCritic,
     optimizer: torch.optim.Optimizer,
     data: Replayed,
@@ -242,29 +307,21 @@ def _step(
     weight: torch.Tensor,
     variant: Variant,
     cfg: ALoLConfig,
+    procs: Processes,
 ) -> dict[str, float]:
-    """One gradient step on rows ``pick`` of ``data`` weighted by ``weight``."""
-    dev = next(ac.parameters()).device
-    ids = data.input_ids[pick].to(dev)  # (b, P+G)
-    attn = data.attention_mask[pick].to(dev)  # (b, P+G)
-    mask = data.mask[pick].to(dev)  # (b, G)
-    ac.train()
-    logits, _ = ac(ids, attn, data.prompt_width)  # (b, G, V)
-    logprobs = logprobs_from_logits(logits, data.tokens[pick].to(dev))  # (b, G)
-    ref = ref_logprobs[pick].to(dev) if ref_logprobs is not None else None
-    w = weight.to(dev)  # (b,)
-    loss, stats = weighted_nll_loss(logprobs, ref, mask, w, variant.ratio, cfg.clip_epsilon)
-    if variant.kl:
-        kl = exact_kl(logits, ac.reference_logits(ids, attn, data.prompt_width))  # (b, G)
-        kl = (kl * mask).sum() / mask.sum().clamp(min=1)
-        loss = loss + cfg.kl_coef * kl
-        stats["kl"] = kl.detach()
+    """One gradient step on rows ``pick`` of ``data`` weighted by ``weight``
+    (:func:`step_loss`); the scalars of the whole step, the same in every process."""
+    policy.train()
+    loss, stats = step_loss(policy, ac, data, ref_logprobs, pick, weight, variant, cfg, procs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
     optimizer.step()
-    out = {f"losses/{k}": v.item() for k, v in stats.items()}
-    return out | {"losses/loss": loss.item(), "losses/grad_norm": norm.item()}
+    names = [f"losses/{k}" for k in stats] + ["losses/loss"]
+    values = torch.stack([*stats.values(), loss.detach() / procs.world])
+    if procs.world > 1:  # one all-reduce: the statistics of every process's part of the rows
+        values = procs.summed(values)
+    return dict(zip(names, values.tolist(), strict=True)) | {"losses/grad_norm": norm.item()}
 
 
 def _rows(cfg: ALoLConfig, run: OfflineRun) -> tuple[list[Row], Path]:
@@ -276,8 +333,8 @@ def _rows(cfg: ALoLConfig, run: OfflineRun) -> tuple[list[Row], Path]:
             return read_rows(cfg.data, task), Path(cfg.data)
         path = run.out / "data.jsonl"
         if any(p.references for p in task.prompts):
-            if not path.exists():
-                write_rows(path, reference_rows(venv))
+            if not path.exists():  # written once, by the main process
+                run.procs.first_on_main(lambda: write_rows(path, reference_rows(venv)))
             return read_rows(path, task), path
         guide = build_guide(cfg, venv, run.ac)
         rows = write_samples(
@@ -288,6 +345,7 @@ def _rows(cfg: ALoLConfig, run: OfflineRun) -> tuple[list[Row], Path]:
             cfg.samples_per_prompt,
             cfg.seed,
             {"source": "guide"},
+            procs=run.procs,
         )
         return rows, path
     except FileNotFoundError as err:
@@ -309,14 +367,16 @@ def _check_rewards(rows: list[Row], data: Replayed, path: Path) -> None:
         )
 
 
-def _reference_logprobs(ac: ActorCritic, data: Replayed, chunk: int) -> torch.Tensor:
+def _reference_logprobs(
+    ac: ActorCritic, data: Replayed, chunk: int, procs: Processes
+) -> torch.Tensor:
     """log π_ref of every response token ``(N, G)`` (π_ref is frozen: computed once)."""
 
     def logprobs(ids: torch.Tensor, attn: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         logits = ac.reference_logits(ids, attn, data.prompt_width)  # (b, G, V)
         return logprobs_from_logits(logits, tokens).float()  # (b, G)
 
-    return _by_chunks(ac, data, chunk, logprobs)
+    return _by_chunks(ac, data, chunk, logprobs, procs)
 
 
 def _weights(variant: Variant, cfg: ALoLConfig, run: OfflineRun, data: Replayed) -> torch.Tensor:
@@ -325,35 +385,43 @@ def _weights(variant: Variant, cfg: ALoLConfig, run: OfflineRun, data: Replayed)
         return torch.ones(len(data))
     if variant.weight == "reward":
         return data.rewards.clone()
-    ac = run.ac
+    ac, procs = run.ac, run.procs
     # π_ref's own episodes on held-out prompts; π is still π_ref here (nothing trained yet).
     split = "train" if is_toy(cfg.env_id) else "validation"
     val_envs = build_envs(cfg, run.tokenizer if not is_toy(cfg.env_id) else None, split=split)
     val_task = val_envs.unwrapped.task
     learner = build_learner(ac, run.tokenizer, cfg)
     order = [p for p in range(val_task.num_prompts) for _ in range(cfg.value_samples)]
-    rng = np.random.default_rng((cfg.seed, 1))
     ac.eval()
     val_rows: list[Row] = []
-    for lo in tqdm(range(0, len(order), cfg.batch_size), desc="V_ref samples", unit="batch"):
-        val_rows += sample_rows(val_envs, learner, order[lo : lo + cfg.batch_size], rng)
+    if procs.world == 1:  # one stream, as a single process always sampled them
+        rng = np.random.default_rng((cfg.seed, 1))
+        for lo in tqdm(range(0, len(order), cfg.batch_size), desc="V_ref samples", unit="batch"):
+            val_rows += sample_rows(val_envs, learner, order[lo : lo + cfg.batch_size], rng)
+    else:  # whole chunks per process, chunk c seeded from (seed, 1, c)
+        for rows in sample_chunks(val_envs, learner, order, 0, (cfg.seed, 1), {}, procs):
+            val_rows += rows
     val = replay(val_envs, val_rows, f"{split} samples")
-    head = fit_value(
-        _features(ac, val, cfg.batch_size), val.rewards, cfg.value_steps, cfg.value_learning_rate
-    )
+    val_features = _features(ac, val, cfg.batch_size, procs)  # (M, H)
+    features = _features(ac, data, cfg.batch_size, procs)  # (N, H)
+    if not procs.main:  # the main process fits V_ref and sends the weights
+        return procs.from_main(torch.empty(0))
+    head = fit_value(val_features, val.rewards, cfg.value_steps, cfg.value_learning_rate)
     with torch.no_grad():
-        values = head(_features(ac, data, cfg.batch_size)).squeeze(1)  # (N,)
-    run.writer.add_scalar("value/fit_mse", nn.functional.mse_loss(
-        head(_features(ac, val, cfg.batch_size)).squeeze(1), val.rewards).item(), 0)  # fmt: skip
-    run.writer.add_scalar("value/reward_var", val.rewards.var().item(), 0)
-    run.writer.add_scalar("value/ref_reward_mean", val.rewards.mean().item(), 0)
-    return (data.rewards - values).detach()
+        values = head(features).squeeze(1)  # (N,)
+        fit_mse = nn.functional.mse_loss(head(val_features).squeeze(1), val.rewards).item()
+    run.log("value/fit_mse", fit_mse, 0)
+    run.log("value/reward_var", val.rewards.var().item(), 0)
+    run.log("value/ref_reward_mean", val.rewards.mean().item(), 0)
+    return procs.from_main((data.rewards - values).detach())
 
 
-def _features(ac: ActorCritic, data: Replayed, chunk: int) -> torch.Tensor:
+def _features(ac: ActorCritic, data: Replayed, chunk: int, procs: Processes) -> torch.Tensor:
     """π_ref's prompt features of every row ``(N, H)``."""
     width = data.prompt_width
-    return _by_chunks(ac, data, chunk, lambda i, a, _: ac.reference_prompt_features(i, a, width))
+    return _by_chunks(
+        ac, data, chunk, lambda i, a, _: ac.reference_prompt_features(i, a, width), procs
+    )
 
 
 @torch.no_grad()
@@ -362,16 +430,19 @@ def _by_chunks(
     data: Replayed,
     chunk: int,
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    procs: Processes,
 ) -> torch.Tensor:
     """``fn(input_ids, attention_mask, tokens)`` on the policy's device for ``chunk`` rows at a
-    time, concatenated on the CPU."""
+    time, concatenated on the CPU. With several processes each takes its contiguous part of
+    the rows (:meth:`~agents.distributed.Processes.part`) and every process gets all of them."""
     dev = next(ac.parameters()).device
+    mine = procs.part(len(data))
     out = []
-    for lo in range(0, len(data), chunk):
-        rows = slice(lo, lo + chunk)
+    for lo in range(mine.start, mine.stop, chunk):
+        rows = slice(lo, min(lo + chunk, mine.stop))
         ids, attn = data.input_ids[rows].to(dev), data.attention_mask[rows].to(dev)
         out.append(fn(ids, attn, data.tokens[rows].to(dev)).cpu())
-    return torch.cat(out)
+    return procs.gather_rows(out)
 
 
 def fit_value(

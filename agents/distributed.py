@@ -24,9 +24,17 @@ split it:
 * **files**: only the main process (r = 0) claims the run directory, logs and writes
   checkpoints; a checkpoint holds every process's RNG states (:meth:`Processes.gather`).
 
+The offline loops (:mod:`agents.alol`, :mod:`agents.rest`) split rows instead of episodes:
+every process holds the whole data and draws the same global minibatch, takes its
+contiguous part of it (:meth:`Processes.rows`) and scales its token-mean loss by its share
+of the minibatch's tokens (:meth:`Processes.token_share`), so DDP's average is the gradient
+of the whole minibatch's loss; passes over all the data are split the same way and gathered
+(:meth:`Processes.gather_rows`), sampling is split by whole chunks.
+
 Without a launcher there is one process and no accelerator: :meth:`Processes.share` returns
 the config itself, :meth:`Processes.replicate` π itself, :meth:`Processes.reduce` its input,
-so a single-process run is the same computation, bit for bit.
+:meth:`Processes.rows` every row, so a single-process run is the same computation, bit for
+bit.
 """
 
 from __future__ import annotations
@@ -58,7 +66,9 @@ __all__ = [
     "check_processes",
     "join_processes",
     "lone_process_of_several",
+    "main_process",
     "process_seed",
+    "split_fields",
     "world_size",
 ]
 
@@ -66,7 +76,8 @@ C = TypeVar("C", bound=TrainConfig)
 T = TypeVar("T")
 
 SPLIT = ("batch_size", "minibatch_size")
-"""Config fields that count episodes of the whole run: each process gets 1/N of them."""
+"""Config fields that count episodes (or rows) of the whole run: each process gets 1/N of them
+(ReST's ``batch_size`` is not one: :func:`split_fields`)."""
 SUMMED = frozenset(
     {
         "charts/roll_in_resampled",
@@ -106,6 +117,24 @@ def world_size() -> int:
     return 1
 
 
+def main_process() -> bool:
+    """Whether this process is the main one (``RANK`` 0, or no launcher): the one that prints
+    what a run says once."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def split_fields(cfg: TrainConfig) -> tuple[str, ...]:
+    """The :data:`SPLIT` fields of ``cfg`` that its processes split: all of them, except
+    ReST's ``batch_size``, the sub-envs of each process's Grow chunks (every process samples
+    whole chunks, :func:`agents.offline_data.sample_chunks`)."""
+    from agents.rest import RestConfig  # agents.rest imports this module (through agents.build)
+
+    names = {f.name for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, RestConfig):
+        names.discard("batch_size")
+    return tuple(name for name in SPLIT if name in names)
+
+
 def lone_process_of_several() -> bool:
     """Whether ``accelerate launch`` was asked for several processes but started this one
     alone: its simple launcher (``--cpu``, a MULTI_CPU config without mpirun, no
@@ -116,9 +145,10 @@ def lone_process_of_several() -> bool:
 
 def check_processes(cfg: TrainConfig, world: int) -> None:
     """Raise :class:`RunSetupError` when ``world`` processes cannot share the run ``cfg``: no
-    launcher started them, the launcher asked for sharding (:data:`SHARDING`), a :data:`SPLIT`
-    field does not divide by ``world``, ``target_kl`` would stop each process's update at its
-    own epoch, the device names one index for all, or a process would have no GPU of its own."""
+    launcher started them, the launcher asked for sharding (:data:`SHARDING`), a field they
+    split (:func:`split_fields`) does not divide by ``world``, ``target_kl`` would stop each
+    process's update at its own epoch, the device names one index for all, or a process would
+    have no GPU of its own."""
     if "WORLD_SIZE" not in os.environ:
         raise RunSetupError(
             f"this process is one of {world} started by mpirun, which this trainer does not "
@@ -139,12 +169,11 @@ def check_processes(cfg: TrainConfig, world: int) -> None:
             "gradients with DDP (accelerate launch --multi_gpu, configs/accelerate/ddp.yaml or "
             "cpu.yaml); docs/scaling.md says what sharding would need"
         )
-    names = {f.name for f in dataclasses.fields(cfg)}
-    for name in SPLIT:
-        if name in names and getattr(cfg, name) % world:
+    for name in split_fields(cfg):
+        if getattr(cfg, name) % world:
             raise RunSetupError(
                 f"{name} {getattr(cfg, name)} does not divide among {world} processes: it counts "
-                f"the episodes of all of them; use a multiple of {world}"
+                f"the episodes (or rows) of all of them; use a multiple of {world}"
             )
     if isinstance(cfg, PPOConfig) and cfg.target_kl is not None:
         raise RunSetupError(
@@ -239,8 +268,35 @@ class Processes:
             return cfg
         names = {f.name for f in dataclasses.fields(cfg)}
         split = {name: getattr(cfg, name) // self.world for name in SPLIT if name in names}
-        device = cfg.device if torch.device(cfg.device).type == "cpu" else self.accelerator.device
-        return dataclasses.replace(cfg, **split, device=str(device))
+        return dataclasses.replace(self.placed(cfg), **split)
+
+    def placed(self, cfg: C) -> C:
+        """``cfg`` on this process's device: on GPUs its own (the config itself on CPUs and
+        in a single process)."""
+        if self.accelerator is None or torch.device(cfg.device).type == "cpu":
+            return cfg
+        return dataclasses.replace(cfg, device=str(self.accelerator.device))
+
+    def part(self, n: int) -> slice:
+        """This process's contiguous part of ``n`` items: sizes differ by at most one, the
+        first ``n % N`` processes take one more (all ``n`` in a single process)."""
+        size, extra = divmod(n, self.world)
+        lo = self.rank * size + min(self.rank, extra)
+        return slice(lo, lo + size + (self.rank < extra))
+
+    def rows(self, pick: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """This process's rows of the global minibatch ``pick`` ``(b,)`` (:meth:`part`), and
+        whether it has any. One without any gets ``pick``'s first row, to mask out: it must
+        still run a forward and backward pass, which DDP's all-reduce joins."""
+        mine = pick[self.part(len(pick))]
+        return (mine, True) if len(mine) else (pick[:1], False)
+
+    def token_share(self, local_tokens: torch.Tensor, total_tokens: torch.Tensor) -> torch.Tensor:
+        """What turns a token mean over this process's rows into its part of the token mean
+        over the whole minibatch, times N (DDP averages the N gradients): ``local / total ·
+        N``; both counts at least 1. Times the loss, DDP's average is the gradient of the
+        whole minibatch's token-mean loss, however the tokens fall among the processes."""
+        return local_tokens.clamp(min=1) / total_tokens.clamp(min=1) * self.world
 
     def seed(self, seed: int, restart: int = 0) -> int:
         """This process's seed (:func:`process_seed`)."""
@@ -252,23 +308,28 @@ class Processes:
             return ac
         return ReplicatedPolicy(ac, self.accelerator.prepare(ac))
 
-    def first_on_main(self, fn: Callable[[], None]) -> None:
+    def first_on_main(
+        self, fn: Callable[[], T], errors: tuple[type[Exception], ...] = (RunSetupError,)
+    ) -> T:
         """Run ``fn`` on the main process while the others wait (e.g. claiming the run
-        directory); a :class:`RunSetupError` it raises is raised in every process."""
+        directory, writing a shared file) and return its result in every process; an error of
+        a type in ``errors`` that it raises is raised in every process (the same type, whose
+        constructor takes the message)."""
         if self.accelerator is None:
-            fn()
-            return
+            return fn()
         from accelerate.utils import broadcast_object_list
 
-        error = None
+        result, error = None, None
         if self.main:
             try:
-                fn()
-            except RunSetupError as err:
-                error = str(err)
-        error = broadcast_object_list([error])[0]
+                result = fn()
+            except errors as err:
+                error = (type(err), str(err))
+        result, error = broadcast_object_list([result, error])
         if error is not None:
-            raise RunSetupError(error)
+            kind, message = error
+            raise kind(message)
+        return result
 
     def from_main(self, value: T) -> T:
         """The main process's ``value`` in every process (``value`` itself in a single one)."""
@@ -285,6 +346,19 @@ class Processes:
         from accelerate.utils import gather_object
 
         return gather_object([value])
+
+    def gather_rows(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Every process's ``parts`` (CPU tensors of rows, any number, possibly none),
+        concatenated in rank order: a pass over all the data split with :meth:`part`."""
+        return torch.cat([part for every in self.gather(parts) for part in every])
+
+    def summed(self, values: torch.Tensor) -> torch.Tensor:
+        """The sum of ``values`` over the processes (``values`` itself in a single process)."""
+        if self.accelerator is None:
+            return values
+        from accelerate.utils import reduce
+
+        return reduce(values.clone(), reduction="sum")
 
     def reduce(
         self, scalars: dict[str, float], kl: float | None, kl_tokens: int

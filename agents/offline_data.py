@@ -21,6 +21,11 @@ returns the env's reward beside the file's.
 Writing is append-only and crash-safe: :func:`append_rows` writes whole lines and fsyncs, and
 :func:`read_rows` with ``drop_partial_tail`` ignores a last line that a killed writer left
 without its newline.
+
+With several processes (:mod:`agents.distributed`), :func:`sample_chunks` gives each process
+whole chunks of episodes to sample (chunk ``c`` seeded from ``c``, whoever samples it) and
+every process gets every chunk's rows; :func:`write_samples` then has the main process alone
+append them, so the file is the one a single process writes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from agents.distributed import Processes
 from textgen_env._checks import is_int
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.oracles import roll_out
@@ -51,6 +57,7 @@ __all__ = [
     "read_rows",
     "reference_rows",
     "replay",
+    "sample_chunks",
     "sample_rows",
     "write_rows",
     "write_samples",
@@ -298,6 +305,36 @@ def reference_rows(envs: TextGenVectorEnv, meta: dict[str, Any] | None = None) -
     ]
 
 
+def sample_chunks(
+    envs: TextGenVectorEnv,
+    actor: Any,
+    order: Sequence[int],
+    first: int,
+    seed: int | tuple[int, ...],
+    meta: dict[str, Any],
+    procs: Processes,
+) -> Iterator[list[Row]]:
+    """The rows of ``actor``'s episodes at the prompts ``order``, cut into chunks of
+    ``envs.num_envs``, from chunk ``first`` on: yields each chunk's rows in order, in every
+    process.
+
+    Chunk ``c`` is sampled with ``np.random.default_rng((*seed, c))``. With N processes,
+    process r samples chunks ``first + r``, ``first + r + N``, …, and each round's chunks are
+    gathered, so the rows do not depend on N (nor on where a run stopped and resumed).
+    """
+    chunk = envs.unwrapped.num_envs
+    count = -(-len(order) // chunk)
+    for lo in range(first, count, procs.world):
+        c = lo + procs.rank
+        rows: list[Row] = []
+        if c < count:
+            rng = np.random.default_rng((*np.atleast_1d(seed).tolist(), c))
+            rows = sample_rows(envs, actor, order[c * chunk : (c + 1) * chunk], rng, meta)
+        for got in procs.gather(rows):  # this round's chunks, in chunk order
+            if got:
+                yield got
+
+
 def write_samples(
     path: str | os.PathLike[str],
     envs: TextGenVectorEnv,
@@ -308,19 +345,42 @@ def write_samples(
     meta: dict[str, Any],
     *,
     progress: bool = True,
+    procs: Processes | None = None,
 ) -> list[Row]:
     """Append ``samples_per_prompt`` episodes of ``actor`` per prompt to ``path`` (resuming
     after the rows already there); return all the file's rows.
 
     The episodes are ordered prompt by prompt and cut into chunks of ``envs.num_envs``; chunk
-    ``c`` is sampled with ``np.random.default_rng((*seed, c))`` (``seed`` an int or a tuple). Raises
-    :class:`~agents.offline_data.DataFileError` when the rows already in ``path`` are not the
-    start of this order (another command's file).
+    ``c`` is sampled with ``np.random.default_rng((*seed, c))`` (``seed`` an int or a tuple).
+    With ``procs`` (several processes), the processes sample the chunks together
+    (:func:`sample_chunks`), the main process alone reads, cuts and appends to the file, and
+    every process returns all its rows. Raises :class:`~agents.offline_data.DataFileError`
+    (in every process) when the rows already in ``path`` are not the start of this order
+    (another command's file).
     """
+    procs = procs if procs is not None else Processes(rank=0, world=1)
     venv = envs.unwrapped
     task, chunk = venv.task, venv.num_envs
     order = [int(p) for p in prompt_indices for _ in range(samples_per_prompt)]
     path = Path(path)
+    done = procs.first_on_main(lambda: _resumed_rows(path, task, chunk, order), (DataFileError,))
+    first, count = len(done) // chunk, -(-len(order) // chunk)
+    bar = tqdm(
+        total=count - first, desc=f"data {path.name}", unit="chunk",
+        disable=not (progress and procs.main),
+    )  # fmt: skip
+    for rows in sample_chunks(venv, actor, order, first, seed, meta, procs):
+        if procs.main:
+            append_rows(path, rows)
+        done += rows
+        bar.update()
+    bar.close()
+    return done
+
+
+def _resumed_rows(path: Path, task: Any, chunk: int, order: list[int]) -> list[Row]:
+    """The complete chunks already in ``path`` (none if there is no file), checked to be the
+    start of ``order``; the folder made for the rest."""
     done = _complete_chunks(path, task, chunk) if path.exists() else []
     if [r.prompt_index for r in done] != order[: len(done)]:
         raise DataFileError(
@@ -328,13 +388,6 @@ def write_samples(
             "from this one's); use another --out"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    chunks = range(len(done) // chunk, -(-len(order) // chunk))
-    bar = tqdm(chunks, desc=f"data {path.name}", unit="chunk", disable=not progress)
-    for c in bar:
-        rng = np.random.default_rng((*np.atleast_1d(seed).tolist(), c))
-        rows = sample_rows(venv, actor, order[c * chunk : (c + 1) * chunk], rng, meta)
-        append_rows(path, rows)
-        done += rows
     return done
 
 

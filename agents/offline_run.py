@@ -1,11 +1,20 @@
 """The run set-up the offline families share (:mod:`agents.alol`, :mod:`agents.rest`).
 
 :func:`start_run` does what every run does before training, in the same order and with the
-same errors as the online loop (:func:`agents.trainer.run`): check the settings, claim the
-output directory, load the checkpoint to resume (or the ``--init-from`` policy, which becomes
-π_ref), seed, build the policy and its train envs, restore every saved state, open
-TensorBoard. :meth:`OfflineRun.checkpoint` writes an atomic checkpoint holding the optimizer,
-the family's own state and every RNG state.
+same errors as the online loop (:func:`agents.trainer.run`): check the settings, join the
+processes a launcher started (:mod:`agents.distributed`), claim the output directory (the main
+process), load the checkpoint to resume (or the ``--init-from`` policy, which becomes π_ref),
+seed, build the policy and its train envs, restore every saved state, open TensorBoard (the
+main process). :meth:`OfflineRun.checkpoint` writes an atomic checkpoint (the main process)
+holding the optimizer, the family's own state and every process's RNG states.
+
+Randomness with N processes: the run's generator ``np_rng`` (which rows a step draws) is
+seeded from the run's seed in every process, so every process draws the same global
+minibatch; torch's, Python's and the env's generators are seeded per process
+(:func:`~agents.distributed.process_seed`, the seed itself in process 0). ``--resume`` with
+the number of processes the run had restores every process's states; with another number,
+``np_rng`` (the same in every process) still continues exactly, and the others start new
+streams.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import dataclasses
 import json
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +32,16 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.build import build_policy, check_setup
-from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.checkpoint import (
+    load_checkpoint,
+    restore_rng_states,
+    rng_record,
+    rng_states,
+    save_checkpoint,
+    saved_rng_states,
+)
 from agents.config import TrainConfig
+from agents.distributed import Processes, ReplicatedPolicy, join_processes
 from agents.policy import ActorCritic
 from agents.rundir import (
     claim_run_dir,
@@ -39,31 +57,47 @@ __all__ = ["OfflineRun", "start_run"]
 
 @dataclass
 class OfflineRun:
-    """A started run: its directory, config record, policy, envs, RNG and log writer."""
+    """A started run: its directory, config record, processes, policy, envs, RNG and log
+    writer."""
 
     out: Path
     config: dict[str, Any]
     """What ``config.json`` records (``algo``, the fields, ``init_from``, resume history)."""
+    procs: Processes
+    """This process among the run's (one without a launcher)."""
     ac: ActorCritic
+    policy: ActorCritic | ReplicatedPolicy
+    """π as the gradient steps call it: through DDP's wrapper with several processes."""
     tokenizer: Any
     envs: TextGenVectorEnv
+    """``batch_size`` sub-envs in every process (replaying rows, sampling whole chunks)."""
     np_rng: np.random.Generator
-    writer: SummaryWriter
+    """The run's generator, the same stream in every process."""
+    writer: SummaryWriter | None
+    """TensorBoard (the main process; ``None`` in the others)."""
     done: int
     """Units of work done when the run (re)started: 0, or the resumed checkpoint's."""
     state: dict[str, Any] | None
     """The resumed checkpoint's trainer state (``None`` for a new run)."""
+    rngs: dict[str, Any] | None
+    """This process's saved RNG states (``None``: a new run, or one saved by another number
+    of processes)."""
+
+    def log(self, name: str, value: float, step: int) -> None:
+        """Log a scalar (the main process; values are the whole run's, the same in every one)."""
+        if self.writer is not None:
+            self.writer.add_scalar(name, value, step)
 
     def checkpoint(self, done: int, optimizer: torch.optim.Optimizer, **state: Any) -> None:
         """Write checkpoint ``done``: policy, optimizer, ``state`` (tensors and plain values)
-        and every RNG state."""
+        and every process's RNG states. Every process calls it; the main one writes."""
+        every = self.procs.gather(rng_states(self.np_rng, self.envs.unwrapped.np_random))
+        if not self.procs.main:
+            return
         trainer_state = {
             "iterations_done": done,
             "optimizer": optimizer.state_dict(),
-            "np_rng": self.np_rng.bit_generator.state,
-            "env_rng": self.envs.unwrapped.np_random.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
+            **rng_record(every),
             **state,
         }
         save_checkpoint(
@@ -79,10 +113,17 @@ class OfflineRun:
         if self.state is None:
             return
         optimizer.load_state_dict(self.state["optimizer"])
-        self.np_rng.bit_generator.state = self.state["np_rng"]
-        self.envs.unwrapped.np_random.bit_generator.state = self.state["env_rng"]
-        torch.set_rng_state(self.state["torch_rng"])
-        random.setstate(self.state["python_rng"])
+        if self.rngs is not None:
+            restore_rng_states(self.rngs, self.np_rng, self.envs.unwrapped.np_random)
+        else:  # saved by another number of processes: the shared stream only (process 0's)
+            self.np_rng.bit_generator.state = self.state["np_rng"]
+
+    def finish(self) -> None:
+        """Close the log and end the run in every process together (after the main one's
+        last checkpoint)."""
+        if self.writer is not None:
+            self.writer.close()
+        self.procs.finish()
 
 
 def start_run(
@@ -93,9 +134,10 @@ def start_run(
     Raises:
         RunSetupError: Before any model loads, for settings the run cannot start with.
     """
-    check_setup(cfg)
+    check_setup(cfg, processes=True)
+    procs = join_processes(cfg)  # this process among those a launcher started (or alone)
     out = run_dir(cfg, algo)
-    claim_run_dir(out, resume=resume, overwrite=overwrite)
+    procs.first_on_main(partial(claim_run_dir, out, resume=resume, overwrite=overwrite))
     config = {"algo": algo, **dataclasses.asdict(cfg), "init_from": init_from}
     saved = load_checkpoint(out) if resume else None
     done = 0
@@ -105,18 +147,26 @@ def start_run(
             config["init_from"] = init_from = saved[2].get("init_from")
         config = resumed_config(saved[2], config, done, type(cfg))
     donor = read_init_from(init_from) if init_from else None
+    rngs = saved_rng_states(saved[1], procs.rank, procs.world) if saved is not None else None
+    seed = procs.seed(cfg.seed, restart=done if saved is not None and rngs is None else 0)
 
-    random.seed(cfg.seed)
-    np_rng = np.random.default_rng(cfg.seed)
-    ac, tokenizer, envs = build_policy(cfg)
-    envs.unwrapped.reset(seed=cfg.seed)
+    random.seed(seed)
+    np_rng = np.random.default_rng(cfg.seed)  # the same stream in every process
+    ac, tokenizer, envs = build_policy(procs.placed(cfg))  # the same initial π everywhere
+    if seed != cfg.seed:  # torch's stream too, once π is built
+        torch.manual_seed(seed)
+    envs.unwrapped.reset(seed=seed)
     if donor is not None:  # start from, and stay near, the loaded policy (π_ref)
         load_policy_state(ac, donor, f"--init-from {init_from}")
         ac.sync_reference()
     if saved is not None:
         load_policy_state(ac, saved[0], f"checkpoint in {out}")
-    writer = SummaryWriter(str(out / "tb"))
-    writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", done)
+    writer = SummaryWriter(str(out / "tb")) if procs.main else None
+    if writer is not None:
+        writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", done)
     tokenizer = tokenizer or envs.unwrapped.task.tokenizer
     state = saved[1] if saved is not None else None
-    return OfflineRun(out, config, ac, tokenizer, envs, np_rng, writer, done, state)
+    return OfflineRun(
+        out, config, procs, ac, procs.replicate(ac), tokenizer, envs, np_rng, writer, done,
+        state, rngs,
+    )  # fmt: skip

@@ -25,6 +25,15 @@ Resuming: a checkpoint is written after every Improve step and counts the Improv
 done, and the Grow data are on disk, so a resumed run continues at the step where it stopped
 and ends as an uninterrupted run would: Grow chunk c of step g samples with the seed
 (seed, g, c), Improve step (g, i) shuffles with the seed (seed, g, i).
+
+Several processes (``accelerate launch``, :mod:`agents.distributed`): in a Grow step each
+process samples whole chunks of ``batch_size`` episodes (chunk c still seeded from
+(seed, g, c)) and the main process alone appends every chunk to the file, in order; every
+process replays the rows and shuffles them the same way; each gradient step's
+``minibatch_size`` rows are split among the processes, each scales its token-mean NLL by its
+share of the step's tokens, and DDP averages the gradients. The Grow files and every step's
+rows are then those of a single process, whatever N, and the weights match its up to float
+rounding; the main process logs and writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from tqdm import tqdm
 from agents.build import build_learner
 from agents.checkpoint import check_finite
 from agents.config import TrainConfig, check_positive
+from agents.distributed import Processes, ReplicatedPolicy
 from agents.losses import logprobs_from_logits, weighted_nll_loss
 from agents.offline_data import (
     DataFileError,
@@ -78,9 +88,10 @@ class RestConfig(TrainConfig):
     improve_epochs: int = 1
     """Passes over the kept rows in each Improve step."""
     minibatch_size: int = 16
-    """Rows per gradient step."""
+    """Rows per gradient step (with N processes, minibatch_size / N from each)."""
     batch_size: int = 16
-    """Episodes sampled at once in a Grow step (vector sub-envs)."""
+    """Episodes sampled at once in a Grow step (vector sub-envs; with several processes, each
+    samples whole chunks of this many)."""
     learning_rate: float = 2e-5
     """AdamW learning rate (a fresh optimizer per Improve step)."""
     include_references: bool = False
@@ -132,7 +143,7 @@ def train(
     if cfg.restart_from_base and cfg.lora_rank > 0:
         raise RunSetupError("restart_from_base needs full weights (not LoRA): set lora_rank 0")
     run = start_run(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
-    ac, venv = run.ac, run.envs.unwrapped
+    ac, venv, procs = run.ac, run.envs.unwrapped, run.procs
     task = venv.task
     steps = len(cfg.thresholds)
     n = task.num_prompts if cfg.max_prompts == 0 else min(cfg.max_prompts, task.num_prompts)
@@ -145,14 +156,18 @@ def train(
         first = run.done - g * steps if g == run.done // steps else 0  # Improve steps done
         ac.eval()
         t0 = time.perf_counter()
-        grown = write_samples(
-            path, venv, learner, range(n), cfg.samples_per_prompt, (cfg.seed, g),
-            {"source": "policy", "grow_step": g, "policy": f"iter-{g * steps:06d}"},
-        )  # fmt: skip
+        try:
+            grown = write_samples(
+                path, venv, learner, range(n), cfg.samples_per_prompt, (cfg.seed, g),
+                {"source": "policy", "grow_step": g, "policy": f"iter-{g * steps:06d}"},
+                progress=procs.main, procs=procs,
+            )  # fmt: skip
+        except DataFileError as err:
+            raise RunSetupError(str(err)) from err
         rewards = np.array([r.reward for r in grown])
-        run.writer.add_scalar("grow/reward_mean", rewards.mean(), g)
-        run.writer.add_scalar("grow/reward_std", rewards.std(), g)
-        run.writer.add_scalar("time/grow", time.perf_counter() - t0, g)
+        run.log("grow/reward_mean", rewards.mean(), g)
+        run.log("grow/reward_std", rewards.std(), g)
+        run.log("time/grow", time.perf_counter() - t0, g)
         candidates = grown + references
         data = replay(venv, candidates, str(path))
         cut = improve_thresholds(cfg.thresholds, cfg.threshold_kind, rewards)
@@ -163,18 +178,20 @@ def train(
         for i in range(first, steps):
             done = g * steps + i
             keep = torch.nonzero(data.rewards >= cut[i]).squeeze(1)  # (K,)
-            run.writer.add_scalar("improve/threshold", cut[i], done)
-            run.writer.add_scalar("improve/kept_share", len(keep) / len(data), done)
+            run.log("improve/threshold", cut[i], done)
+            run.log("improve/kept_share", len(keep) / len(data), done)
             optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
             if len(keep):
-                scalars = _improve(ac, optimizer, data, keep, cfg, (cfg.seed, g, i))
+                scalars = _improve(
+                    run.policy, ac, optimizer, data, keep, cfg, (cfg.seed, g, i), procs
+                )
                 check_finite(ac, scalars, done, run.out)  # before it is logged or saved
                 for name, value in scalars.items():
-                    run.writer.add_scalar(name, value, done)
+                    run.log(name, value, done)
             run.checkpoint(done + 1, optimizer, grow_step=g, improve_step=i)
     if cfg.total_iterations == 0:
         run.checkpoint(0, torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate))
-    run.writer.close()
+    run.finish()
     return run.out
 
 
@@ -191,38 +208,48 @@ def improve_thresholds(
 
 
 def _improve(
+    policy: ActorCritic | ReplicatedPolicy,
     ac: ActorCritic,
     optimizer: torch.optim.Optimizer,
     data: Replayed,
     keep: torch.Tensor,
     cfg: RestConfig,
     seed: tuple[int, ...],
+    procs: Processes,
 ) -> dict[str, float]:
-    """``improve_epochs`` passes of NLL over rows ``keep`` of ``data``, shuffled with ``seed``."""
+    """``improve_epochs`` passes of NLL over rows ``keep`` of ``data``, shuffled with ``seed``
+    (the same order in every process; each takes its part of every minibatch)."""
     rng = np.random.default_rng(seed)
-    torch.manual_seed(int(rng.integers(2**31)))  # dropout, if the model has any
+    torch.manual_seed(procs.seed(int(rng.integers(2**31))))  # dropout, if the model has any
     dev = next(ac.parameters()).device
     ones = torch.ones(cfg.minibatch_size, device=dev)
-    ac.train()
+    policy.train()
     nlls, norms = [], []
-    for _ in tqdm(range(cfg.improve_epochs), desc="improve", unit="epoch", leave=False):
+    for _ in tqdm(range(cfg.improve_epochs), desc="improve", unit="epoch", leave=False,
+                  disable=not procs.main):  # fmt: skip
         order = keep[torch.from_numpy(rng.permutation(len(keep)))]
         for lo in range(0, len(order), cfg.minibatch_size):
-            pick = order[lo : lo + cfg.minibatch_size]
-            ids, attn = data.input_ids[pick].to(dev), data.attention_mask[pick].to(dev)
-            logits, _ = ac(ids, attn, data.prompt_width)  # (b, G, V)
-            logprobs = logprobs_from_logits(logits, data.tokens[pick].to(dev))  # (b, G)
-            mask = data.mask[pick].to(dev)  # (b, G)
-            loss, _ = weighted_nll_loss(logprobs, None, mask, ones[: len(pick)], "none", 0.5)
+            pick = order[lo : lo + cfg.minibatch_size]  # (b,) the whole step's rows
+            rows, real = procs.rows(pick)  # (b',) this process's part of them
+            ids, attn = data.input_ids[rows].to(dev), data.attention_mask[rows].to(dev)
+            logits, _ = policy(ids, attn, data.prompt_width)  # (b', G, V)
+            logprobs = logprobs_from_logits(logits, data.tokens[rows].to(dev))  # (b', G)
+            mask = data.mask[rows].to(dev) & real  # (b', G)
+            loss, _ = weighted_nll_loss(logprobs, None, mask, ones[: len(rows)], "none", 0.5)
+            if procs.world > 1:  # its part of the step's token mean, times N (DDP averages)
+                loss = loss * procs.token_share(mask.sum(), data.mask[pick].sum().to(dev))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norms.append(
                 torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
             )
             optimizer.step()
-            nlls.append(loss.detach())
+            nlls.append(loss.detach() / procs.world)
+    nll = torch.stack(nlls)  # (steps,) this process's part of each step's NLL
+    if procs.world > 1:
+        nll = procs.summed(nll)
     return {
-        "losses/nll": torch.stack(nlls).mean().item(),
+        "losses/nll": nll.mean().item(),
         "losses/grad_norm": torch.stack(norms).mean().item(),
     }
 
@@ -238,9 +265,13 @@ def _references(run: OfflineRun) -> list[Row]:
     """The task's references as rows, scored once into ``<output_dir>/references.jsonl``."""
     task = run.envs.unwrapped.task
     path = run.out / "references.jsonl"
-    try:
+
+    def write() -> None:
         if not path.exists():
             write_rows(path, reference_rows(run.envs.unwrapped))
+
+    try:
+        run.procs.first_on_main(write, (DataFileError,))  # written once, by the main process
         return read_rows(path, task)
     except DataFileError as err:
         raise RunSetupError(f"--include-references: {err}") from err

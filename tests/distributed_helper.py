@@ -4,6 +4,12 @@
     The gradient DDP averages over the processes, on a fixed batch split between them, against
     the gradient one process computes on the whole batch; the main process writes the largest
     differences to the JSON file OUT.
+``python tests/distributed_helper.py alol_grad OUT``
+    A-LoL's step loss (:func:`agents.alol.step_loss`) for several variants on fixed global
+    minibatches of toy rows (one split unevenly, one that leaves process 1 without a row):
+    the gradient DDP averages against one process's on the same rows, and π_ref's log-probs
+    of the data computed split among the processes against one process's; the main process
+    writes the largest differences to OUT.
 ``python tests/distributed_helper.py fail RANK [agents.train flags]``
     ``python -m agents.train`` with those flags, where process RANK raises in its second
     iteration's collect.
@@ -18,13 +24,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from agents import trainer
-from agents.build import build_policy
-from agents.distributed import join_processes
+from agents import alol, trainer
+from agents.alol import VARIANTS, ALoLConfig
+from agents.build import build_policy, scripted_guide
+from agents.distributed import Processes, join_processes
 from agents.engine import Rollout
 from agents.losses import logprobs_from_logits
+from agents.offline_data import replay, sample_rows
 from agents.policy import ActorCritic
 from agents.ppo import PPOConfig
 from agents.train import main as train_main
@@ -64,6 +73,48 @@ def gradient_check(out: Path) -> None:
     procs.finish()
 
 
+def alol_gradient_check(out: Path) -> None:
+    cfg = ALoLConfig(env_id="textgen_env/Reverse-v0", batch_size=8, kl_coef=0.5)
+    procs = join_processes(cfg)
+    ac, _, envs = build_policy(cfg)  # the same initial π in every process
+    one = Processes(rank=0, world=1)
+    # The same rows in every process: the noisy scripted guide's episodes (varied lengths).
+    guide = scripted_guide(cfg.env_id, envs.unwrapped.task.vocab_size, 0.3)
+    rng = np.random.default_rng(3)
+    rows = sample_rows(envs, guide, list(range(8)), rng) + sample_rows(envs, guide, [0] * 8, rng)
+    data = replay(envs, rows)
+    with torch.no_grad():  # π moves away from π_ref, so the ratios and the KL are not trivial
+        for p in ac.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(5)))
+    alone = copy.deepcopy(ac)
+    ref_split = alol._reference_logprobs(ac, data, 3, procs)  # split and gathered
+    ref_alone = alol._reference_logprobs(alone, data, 3, one)
+    policy = procs.replicate(ac)
+    policy.train()
+    alone.train()
+    weight = torch.rand(len(data), generator=torch.Generator().manual_seed(9)) + 0.1  # (N,)
+    found: dict[str, Any] = {"ref_diff": (ref_split - ref_alone).abs().max().item()}
+    picks = {"uneven": torch.tensor([3, 0, 7, 12, 5, 9, 15]), "one_row": torch.tensor([6])}
+    for name, pick in picks.items():
+        for algo in ("alol", "alol_seq", "alol_kl", "wbc"):
+            for model in (ac, alone):
+                model.zero_grad(set_to_none=True)
+            args = (data, ref_alone, pick, weight[pick], VARIANTS[algo], cfg)
+            loss, _ = alol.step_loss(alone, alone, *args, one)
+            loss.backward()
+            loss, _ = alol.step_loss(policy, ac, *args, procs)
+            loss.backward()
+            pairs = zip(alone.trainable_parameters(), ac.trainable_parameters(), strict=True)
+            diffs = [(a.grad - b.grad).abs().max().item() for a, b in pairs if a.grad is not None]
+            largest = max(p.grad.abs().max().item() for p in alone.trainable_parameters()
+                          if p.grad is not None)  # fmt: skip
+            found[f"{name}/{algo}"] = {"max_diff": max(diffs), "largest": largest}
+    every = procs.gather(found)
+    if procs.main:
+        out.write_text(json.dumps({"world": procs.world, "processes": every}))
+    procs.finish()
+
+
 def failing_run(rank: int, argv: list[str]) -> None:
     collect = trainer.collect
     calls = []
@@ -82,5 +133,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     if sys.argv[1] == "grad":
         gradient_check(Path(sys.argv[2]))
+    elif sys.argv[1] == "alol_grad":
+        alol_gradient_check(Path(sys.argv[2]))
     else:
         failing_run(int(sys.argv[2]), sys.argv[3:])

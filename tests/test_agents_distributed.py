@@ -4,7 +4,11 @@ configs/accelerate/cpu.yaml, 2 processes on CPUs (gloo), each launch bounded in 
 DDP's averaged gradient equals one process's on the same global batch; a 2-process run learns
 and writes one set of logs and checkpoints; killed and resumed, it ends with the weights of the
 uninterrupted run; another number of processes resumes it; a process that raises stops the
-job with its error. Settings the processes cannot share are refused before anything is
+job with its error. Offline: A-LoL's 2-process gradient equals one process's on the same rows
+(also split unevenly, or leaving a process without a row); a 2-process A-LoL run resumed by
+one process draws the same rows; a 2-process ReST run writes one data file per Grow step (the
+single process's) and one set of checkpoints, and killed and resumed, ends as the
+uninterrupted run. Settings the processes cannot share are refused before anything is
 written (no launch needed).
 """
 
@@ -27,7 +31,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from agents.alol import ALoLConfig
 from agents.checkpoint import load_checkpoint
+from agents.distributed import split_fields
+from agents.make_data import MakeDataConfig, make_data
 from agents.ppo import PPOConfig
+from agents.rest import RestConfig
 from agents.rundir import RunSetupError
 from agents.trainer import run
 
@@ -86,10 +93,32 @@ def launch(*args: str, timeout: float = LAUNCH_TIMEOUT_S) -> subprocess.Complete
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
 
 
-def rewards(run_dir: Path) -> list[float]:
+def rewards(run_dir: Path, tag: str = "charts/task_reward") -> list[float]:
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    return [e.value for e in acc.Scalars("charts/task_reward")]
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def killed_after(args: list[str], out: Path, checkpoint: str) -> None:
+    """Start a 2-process launch of ``args`` and SIGKILL all of it once ``checkpoint`` exists."""
+    proc = subprocess.Popen(
+        launch_command(*args), cwd=REPO, env=launch_env(),
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    try:
+        while not (out / "checkpoints" / checkpoint).exists():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_checkpoint(a, trainer=False)[0], load_checkpoint(b, trainer=False)[0]
+    return all(torch.equal(x[k], y[k]) for k in x)
 
 
 @pytest.fixture(scope="module")
@@ -144,19 +173,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_weights(
     """SIGKILL to the whole launch after its second checkpoint, then ``--resume``: the same
     number of processes restores every process's streams, so the result is bit-identical."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        launch_command(*TRAIN, "--output-dir", str(out)), cwd=REPO, env=launch_env(),
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
-    try:
-        while not (out / "checkpoints" / "iter-000006").exists():
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    killed_after([*TRAIN, "--output-dir", str(out)], out, "iter-000006")
     assert load_checkpoint(out)[1]["iterations_done"] in (6, 9)  # 9: it saved before the kill
     done = launch(*TRAIN, "--output-dir", str(out), "--resume")
     assert done.returncode == 0, done.stdout[-3000:]
@@ -181,6 +198,129 @@ def test_another_number_of_processes_continues_the_run(
     assert state["np_rng"] != before[1]["np_rng"]
     assert not all(torch.equal(policy[k], v) for k, v in before[0].items())  # it trained on
     assert len(rewards(out)) == 14  # iterations 12 and 13 logged after the 2-process run's
+
+
+# ----------------------------------------------------------------------------- offline
+
+# ReST on Reverse-v0: 4 Grow steps of 16 episodes (2 chunks of 8) and 2 Improve steps each.
+REST = [
+    "-m", "agents.train", "--algo", "rest", "--env-id", "textgen_env/Reverse-v0",
+    "--total-iterations", "8", "--thresholds", "0", "50", "--batch-size", "8",
+    "--minibatch-size", "6", "--max-prompts", "8", "--samples-per-prompt", "2",
+    "--learning-rate", "1e-3",
+]  # fmt: skip
+
+
+def test_alol_gradient_with_two_processes_equals_one_process(tmp_path: Path) -> None:
+    """Every process holds the same rows and takes its part of a global minibatch; scaled by
+    its share of the tokens, DDP's average is the single-process gradient, also for 7 rows
+    (4 + 3, of different lengths) and for 1 row (process 1 runs a masked-out row)."""
+    result = tmp_path / "grad.json"
+    done = launch(str(REPO / "tests" / "distributed_helper.py"), "alol_grad", str(result))
+    assert done.returncode == 0, done.stdout[-3000:]
+    found = json.loads(result.read_text())
+    assert found["world"] == 2
+    for every in found["processes"]:
+        assert every["ref_diff"] <= 1e-6  # π_ref's log-probs, split and gathered
+        checks = {k: v for k, v in every.items() if k != "ref_diff"}
+        assert len(checks) == 8
+        for name, check in checks.items():
+            assert check["largest"] > 1e-2, name  # a real gradient
+            assert check["max_diff"] <= 1e-6 * max(1.0, check["largest"]), (name, check)
+
+
+@pytest.fixture(scope="module")
+def alol_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("alol") / "rev.jsonl"
+    make_data(MakeDataConfig(env_id="textgen_env/Reverse-v0", out=str(path), max_prompts=16,
+                             batch_size=8), progress=False)  # fmt: skip
+    return path
+
+
+def alol_args(data: Path, out: Path, steps: int) -> list[str]:
+    return [
+        "-m", "agents.train", "--algo", "alol_seq", "--env-id", "textgen_env/Reverse-v0",
+        "--data", str(data), "--batch-size", "8", "--total-iterations", str(steps),
+        "--learning-rate", "1e-3", "--value-steps", "20", "--value-samples", "1",
+        "--checkpoint-every", "2", "--output-dir", str(out),
+    ]  # fmt: skip
+
+
+def test_alol_with_two_processes_resumed_by_one(alol_data: Path, tmp_path: Path) -> None:
+    """A 2-process A-LoL run writes one run; stopped after 2 steps and resumed by one process,
+    it draws the rows the 2 processes would have drawn (one stream in every process), so it
+    ends where the uninterrupted 2-process run does, up to float rounding."""
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    done = launch(*alol_args(alol_data, whole, 4))
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert done.stdout.count("run directory:") == 1  # printed by the main process only
+    assert len(list((whole / "tb").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (whole / "checkpoints").iterdir()) == [
+        "iter-000002", "iter-000004", "latest",
+    ]  # fmt: skip
+    _, state, config = load_checkpoint(whole)
+    assert state["world_size"] == 2 and len(state["process_rngs"]) == 1
+    assert config["batch_size"] == 8
+    assert state["process_rngs"][0]["np_rng"] == state["np_rng"]  # the shared stream
+    assert state["process_rngs"][0]["torch_rng"].ne(state["torch_rng"]).any()
+    assert len(rewards(whole, "losses/nll")) == 4
+    done = launch(*alol_args(alol_data, part, 2))
+    assert done.returncode == 0, done.stdout[-3000:]
+    cfg = ALoLConfig.from_record(load_checkpoint(part)[2] | {"total_iterations": 4})
+    run(cfg, "alol_seq", resume=True)
+    a, b = load_checkpoint(whole), load_checkpoint(part)
+    assert b[1]["world_size"] == 1 and torch.equal(a[1]["weights"], b[1]["weights"])
+    for k, v in a[0].items():
+        torch.testing.assert_close(b[0][k], v, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def rest_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted 2-process ReST run."""
+    out = tmp_path_factory.mktemp("rest") / "run"
+    done = launch(*REST, "--output-dir", str(out))
+    assert done.returncode == 0, done.stdout[-3000:]
+    return out
+
+
+def test_rest_with_two_processes_writes_a_single_processs_data(
+    rest_run: Path, tmp_path: Path
+) -> None:
+    """One data file per Grow step (chunks sampled by both processes, written by the main
+    one), one log, one set of checkpoints; the Grow files are a single process's, byte for
+    byte, and so are the weights up to float rounding (each step's rows split, token shares)."""
+    out = rest_run
+    assert sorted(p.name for p in out.glob("grow-*")) == [f"grow-{g}.jsonl" for g in range(4)]
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "iter-000007", "iter-000008", "latest",
+    ]  # fmt: skip
+    _, state, config = load_checkpoint(out)
+    assert state["world_size"] == 2 and config["minibatch_size"] == 6
+    alone = run(RestConfig.from_record(config | {"output_dir": str(tmp_path / "one")}), "rest")
+    for g in range(4):  # Grow g samples from the policy after 2·g Improve steps
+        name = f"grow-{g}.jsonl"
+        assert (out / name).read_text() == (alone / name).read_text(), name
+    # Float rounding differs (each process sums its part of a step); AdamW's normalized step
+    # magnifies it on the few entries whose gradient is rounding noise (up to ~2 lr here).
+    a, b = load_checkpoint(out)[0], load_checkpoint(alone)[0]
+    diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert (diffs <= 1e-5).float().mean() > 0.95 and diffs.max() < 1e-2
+
+
+def test_rest_killed_and_resumed_ends_as_the_uninterrupted_run(
+    rest_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    killed_after([*REST, "--output-dir", str(out)], out, "iter-000003")
+    assert load_checkpoint(out)[1]["iterations_done"] < 8
+    done = launch(*REST, "--output-dir", str(out), "--resume")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert load_checkpoint(out)[1]["iterations_done"] == 8
+    assert same_weights(out, rest_run)
+    for g in range(4):
+        name = f"grow-{g}.jsonl"
+        assert (out / name).read_text() == (rest_run / name).read_text()
 
 
 # ----------------------------------------------------------------------------- a failure
@@ -254,11 +394,18 @@ def test_a_launch_without_a_launcher_is_refused(
         run(tiny(tmp_path), "ppo")
 
 
-def test_offline_algorithms_refuse_several_processes(two_processes: None, tmp_path: Path) -> None:
-    cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(tmp_path))
-    with pytest.raises(RunSetupError, match=r"only the online algorithms train with several"):
+def test_offline_rows_per_step_must_divide(two_processes: None, tmp_path: Path) -> None:
+    cfg = ALoLConfig(batch_size=5, total_iterations=1, output_dir=str(tmp_path))
+    with pytest.raises(RunSetupError, match=r"batch_size 5 does not divide among 2 processes"):
         run(cfg, "alol")
+    cfg = RestConfig(batch_size=4, minibatch_size=3, output_dir=str(tmp_path))
+    with pytest.raises(RunSetupError, match=r"minibatch_size 3 does not divide among 2"):
+        run(cfg, "rest")
     assert not any(tmp_path.iterdir())
+    # ReST's batch_size is each process's Grow chunk: any size
+    assert split_fields(RestConfig(batch_size=5, minibatch_size=4)) == ("minibatch_size",)
+    assert split_fields(ALoLConfig()) == ("batch_size",)
+    assert split_fields(PPOConfig()) == ("batch_size", "minibatch_size")
 
 
 def test_one_process_started_for_several_is_refused(

@@ -54,10 +54,10 @@ def test_grow_writes_scored_rows_and_improve_steps_chain(tmp_path, monkeypatch):
     starts = []  # the weights each Improve step starts from
     improve = rest._improve
 
-    def spy(ac, optimizer, data, keep, cfg, seed):
+    def spy(policy, ac, optimizer, data, keep, cfg, seed, procs):
         starts.append({k: v.clone() for k, v in ac.policy_state().items()})
         kept.append(len(keep))
-        return improve(ac, optimizer, data, keep, cfg, seed)
+        return improve(policy, ac, optimizer, data, keep, cfg, seed, procs)
 
     kept: list[int] = []
     monkeypatch.setattr(rest, "_improve", spy)
@@ -78,9 +78,9 @@ def test_restart_from_base_starts_every_grow_from_the_base_model(tmp_path, monke
     starts = []
     improve = rest._improve
 
-    def spy(ac, optimizer, data, keep, cfg, seed):
+    def spy(policy, ac, optimizer, data, keep, cfg, seed, procs):
         starts.append({k: v.clone() for k, v in ac.model.state_dict().items()})
-        return improve(ac, optimizer, data, keep, cfg, seed)
+        return improve(policy, ac, optimizer, data, keep, cfg, seed, procs)
 
     monkeypatch.setattr(rest, "_improve", spy)
     train(_cfg(tmp_path, restart_from_base=True))
