@@ -376,14 +376,21 @@ def test_settings_the_processes_cannot_share_are_refused(
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("flag", "name"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]
+)
 def test_a_sharded_launch_is_refused(
-    two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str, name: str
 ) -> None:
-    """accelerate's FSDP (or DeepSpeed) config: refused, not run as DDP (an accelerator on
-    CPUs ignores the request)."""
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(RunSetupError, match=r"asked for FSDP, which this trainer does not run"):
+    """accelerate's FSDP or DeepSpeed config: refused, not run as DDP (an accelerator on CPUs
+    ignores the request, docs/scaling.md), by the online and the offline loops."""
+    monkeypatch.setenv(flag, "true")
+    with pytest.raises(RunSetupError, match=rf"asked for {name}, which this trainer does not run"):
         run(tiny(tmp_path), "ppo")
+    cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(tmp_path))
+    with pytest.raises(RunSetupError, match=rf"asked for {name}"):
+        run(cfg, "alol")
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_launch_without_a_launcher_is_refused(
