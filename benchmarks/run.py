@@ -475,18 +475,20 @@ def train_row(out: Path, suite: Suite, task: str, key: str, seed: int) -> dict[s
         return {"config": None, "iterations": 0, "episodes": 0, "resumed": False,
                 "train_seconds": 0.0, "curves": {}, "run_dir": None}  # fmt: skip
     donor = None
+    part: dict[str, Any] = {}
     if row.init_from is not None:
         donor_dir = run_path(out, task, row.init_from, seed)
         if not checkpoint_dirs(donor_dir):
+            t0 = time.perf_counter()
             rebuild(out, suite, task, row.init_from, seed)
+            part["rebuild_seconds"] = time.perf_counter() - t0  # not this run's time
         donor = str(donor_dir)
-    t0 = time.perf_counter()
-    rdir = run_path(out, task, key, seed)
-    part: dict[str, Any] = {}
     data = None
-    if uses_data(row):
+    if uses_data(row):  # written once, its time in its summary
         part["data"] = prepare_data(out, suite, task)
         data = data_file(out, task)
+    t0 = time.perf_counter()
+    rdir = run_path(out, task, key, seed)
     cfg = build_config(suite, row, task, seed, rdir, data)
     resumed = train(cfg, train_algo(row), donor)
     online = not isinstance(ALGORITHMS[train_algo(row)], OfflineAlgorithm)
@@ -557,8 +559,8 @@ def execute(
         "seed": seed,
         "init_from": row.init_from,
     }
-    t0 = time.perf_counter()
     record |= train_row(out, suite, task, key, seed)
+    t0 = time.perf_counter()
     result = evaluate_row(out, suite, task, key, seed)
     samples = result["samples"]
     record |= {
@@ -571,14 +573,14 @@ def execute(
             "num_beams": result["decoding"]["num_beams"],
         },
         "metrics": result["metrics"],
-        "seconds": time.perf_counter() - t0,
+        "eval_seconds": time.perf_counter() - t0,
         "prompts": [s["prompt"] for s in samples],
         "generations": [s["generation"] for s in samples],
         "rewards": [s["reward"] for s in samples],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
     }
-    record["eval_seconds"] = record["seconds"] - record["train_seconds"]
+    record["seconds"] = record["train_seconds"] + record["eval_seconds"]
     write_json(result_path(out, task, key, seed), record)
     return record
 

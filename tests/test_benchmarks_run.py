@@ -151,6 +151,9 @@ def test_a_bc_x_row_rebuilds_a_bc_checkpoint_the_run_directory_lost(
     assert bench.main([*args, "--only", "bc+ppo"]) == 0
     assert "rebuilding the checkpoint of bc (seed 0)" in capsys.readouterr().out
     assert latest_checkpoint(bc_dir).name == "iter-000002"
+    record = json.loads(results(tmp_path)["bc+ppo-s0.json"].read_text())
+    assert record["rebuild_seconds"] > 0  # apart from the run's own time
+    assert record["seconds"] == record["train_seconds"] + record["eval_seconds"]
 
     # a BC run that no longer reproduces its JSON is refused, not silently replaced
     saved = bench.result_path(tmp_path, TASK, "bc", 0)
