@@ -333,8 +333,12 @@ def _rows(cfg: ALoLConfig, run: OfflineRun) -> tuple[list[Row], Path]:
             return read_rows(cfg.data, task), Path(cfg.data)
         path = run.out / "data.jsonl"
         if any(p.references for p in task.prompts):
-            if not path.exists():  # written once, by the main process
-                run.procs.first_on_main(lambda: write_rows(path, reference_rows(venv)))
+
+            def write() -> None:  # once, by the main process (the others wait)
+                if not path.exists():
+                    write_rows(path, reference_rows(venv))
+
+            run.procs.first_on_main(write, (DataFileError,))
             return read_rows(path, task), path
         guide = build_guide(cfg, venv, run.ac)
         rows = write_samples(
