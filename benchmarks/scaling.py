@@ -9,10 +9,14 @@ For each task, the same training job (the config's global batch) runs in three l
 * **1 process × 1 thread**: the reference that shows what the second thread buys.
 
 Tasks: a toy task (PPO on Twist-v0, the tiny random LM, batch 64, 4 epochs over minibatches
-of 16) and IMDB-v0 (PPO with SmolLM2-135M, batch 8, one epoch over one minibatch of 8).
-Seconds per iteration are the gaps between the TensorBoard events of consecutive iterations
-(the first iteration, a warm-up, has no gap), with the ``time/`` split the run logged
-(generation, reward, update; in the 2-process run the mean over the processes).
+of 16), IMDB-v0 (PPO with SmolLM2-135M, batch 8, one epoch over one minibatch of 8) and an
+offline toy task (A-LoL seq on Reverse-v0's references, the tiny LM, 64 rows per gradient
+step; an iteration is one step). Seconds per iteration are the gaps between the TensorBoard
+events of consecutive iterations (the first iteration, a warm-up, has no gap; A-LoL's set-up,
+V_ref's samples and fit, comes before it), with the ``time/`` split the run logged
+(generation, reward, update; in the 2-process run the mean over the processes; A-LoL logs
+the update only). ``--task`` picks tasks; ``--output`` another results file (e.g. to time
+the offline task alone without replacing the committed figures).
 
 Communication share: before training, the 2 processes time the collectives one iteration
 makes, alone: one all-reduce of every trainable parameter's gradient per gradient step (what
@@ -66,7 +70,27 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
         env_id="textgen_env/IMDB-v0", batch_size=8, minibatch_size=8, update_epochs=1,
         total_iterations=4,
     )),
+    "offline toy (A-LoL seq, Reverse-v0, 64 rows/step)": ("alol_seq", dict(
+        env_id="textgen_env/Reverse-v0", batch_size=64, total_iterations=12,
+        learning_rate=1e-3, value_samples=1, value_steps=50,
+    )),
 }  # fmt: skip
+
+
+def gradient_steps(cfg: Any) -> int:
+    """Gradient steps (one DDP all-reduce each) in one iteration of ``cfg``'s run."""
+    from agents.ppo import PPOConfig
+
+    if isinstance(cfg, PPOConfig):
+        return cfg.update_epochs * (cfg.batch_size // cfg.minibatch_size)
+    return 1  # A-LoL: an iteration is one step
+
+
+def iteration_tag(algo: str) -> str:
+    """A scalar the run logs once per iteration: its events' wall times time the loop."""
+    from agents.algorithms import ALGORITHMS, OfflineAlgorithm
+
+    return "losses/nll" if isinstance(ALGORITHMS[algo], OfflineAlgorithm) else "charts/task_reward"
 
 
 # ----------------------------------------------------------------------------- worker
@@ -101,7 +125,7 @@ def time_collectives(cfg: Any) -> dict[str, float]:
 
     allreduce = seconds(lambda: dist.all_reduce(grads))
     objects = seconds(lambda: (broadcast_object_list([scalars]), gather_object([scalars])))
-    steps = cfg.update_epochs * (cfg.batch_size // cfg.minibatch_size)
+    steps = gradient_steps(cfg)
     return {
         "gradient_numel": numel,
         "allreduce_s": allreduce,
@@ -131,12 +155,17 @@ def worker(task: str, output: Path, out_dir: Path) -> None:
         return
     acc = EventAccumulator(str(out_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    stamps = [e.wall_time for e in acc.Scalars("charts/task_reward")]
+    stamps = [e.wall_time for e in acc.Scalars(iteration_tag(algo))]
+    logged = acc.Tags()["scalars"]
     result = {
         "processes": world_size(),
         "torch_threads": torch.get_num_threads(),
         "iteration_s": [b - a for a, b in itertools.pairwise(stamps)],
-        **{f"{p}_s": [e.value for e in acc.Scalars(f"time/{p}")][1:] for p in PARTS},
+        **{
+            f"{p}_s": [e.value for e in acc.Scalars(f"time/{p}")][1:]
+            for p in PARTS
+            if f"time/{p}" in logged
+        },
         "run_wall_s": wall,
         "communication": comm,
     }
@@ -178,6 +207,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def part(r: dict[str, Any], name: str) -> str:
+    """The median of a ``time/`` part, or "-" for one the run does not log."""
+    return f"{median(r[f'{name}_s']):.3f}" if f"{name}_s" in r else "-"
+
+
 def report(results: dict[str, Any]) -> str:
     lines = [
         "# Data-parallel scaling on this machine's CPUs (issue #12)",
@@ -195,7 +229,7 @@ def report(results: dict[str, Any]) -> str:
         base = median(rows["1 process x 2 threads"]["iteration_s"])
         for layout, r in rows.items():
             it = median(r["iteration_s"])
-            parts = " | ".join(f"{median(r[f'{p}_s']):.3f}" for p in PARTS)
+            parts = " | ".join(part(r, p) for p in PARTS)
             lines.append(f"| {task} | {layout} | {it:.3f} | {parts} | {base / it:.2f}x |")
     lines += [
         "",
@@ -217,7 +251,8 @@ def report(results: dict[str, Any]) -> str:
     lines += [
         "",
         "s/iteration: the gap between consecutive iterations' TensorBoard events (the whole "
-        "loop: plan, collect, score, update, reductions, logging). generation / reward / "
+        "loop: plan, collect, score, update, reductions, logging; offline: one gradient step "
+        "with its reductions and logging). generation / reward / "
         "update: the `time/` scalars (2 processes: the mean of the two). The time split in "
         "2 processes is per process: each does half the episodes with one thread.",
         "",
