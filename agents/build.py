@@ -110,10 +110,9 @@ def check_setup(cfg: TrainConfig, *, guide_server: bool = False, processes: bool
         )
     if world > 1 and not processes:
         raise RunSetupError(
-            f"this process is one of {world} (WORLD_SIZE={world}), but only the online "
-            "algorithms train with several processes (evaluation, data files and the offline "
-            "algorithms run in one, and each process would repeat the work): start a single "
-            "process"
+            f"this process is one of {world} (WORLD_SIZE={world}), but only training "
+            "(python -m agents.train) runs with several processes (evaluation, export and data "
+            "files run in one, and each process would repeat the work): start a single process"
         )
     if cfg.env_id not in gym.registry:
         ids = sorted(k for k in gym.registry if k.startswith("textgen_env/"))
