@@ -118,6 +118,21 @@ def test_per_row_budgets_and_zero_rows_skip_the_model(model: torch.nn.Module) ->
     assert shapes[-1] == (1, 1)  # the finished row was dropped from the batch
 
 
+def test_finished_rows_ride_along_until_half_are_done(model: torch.nn.Module) -> None:
+    """Rows are dropped only once at most half are running (issue #9: a CPU matrix product
+    with fewer rows can be slower); the outputs do not depend on it."""
+    ids, mask = _batch(PROMPTS)
+    shapes, handle = _count_calls(model)
+    try:
+        out = sample(model, ids, mask, [1, 2, 6, 6], eos_token_ids=[], do_sample=False)
+    finally:
+        handle.remove()
+    assert [len(r) for r in out] == [1, 2, 6, 6]
+    assert [s[0] for s in shapes] == [4, 4, 2, 2, 2, 2]  # 3 of 4 running: kept; 2 of 4: dropped
+    full = sample(model, ids, mask, 6, eos_token_ids=[], do_sample=False)
+    assert out == [row[:n] for row, n in zip(full, [1, 2, 6, 6], strict=True)]
+
+
 def test_all_zero_budgets_do_not_call_the_model(model: torch.nn.Module) -> None:
     ids, mask = _batch(PROMPTS)
     shapes, handle = _count_calls(model)
@@ -165,6 +180,35 @@ def test_sample_next_filters() -> None:
     assert nucleus.tolist() == [[1, 0]] * 50  # the most likely token is always kept
     hot = torch.stack([sample_next(logits, temperature=100.0, generator=gen) for _ in range(400)])
     assert set(hot[:, 0].tolist()) == {0, 1, 2, 3}
+
+
+def test_top_k_draws_follow_the_softmax_of_the_k_best() -> None:
+    """The top-k path draws among the k best only (issue #9) with their softmax weights:
+    softmax([2, 3, 4]) = [0.090, 0.245, 0.665] for ids 2, 3, 4."""
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]]).expand(4000, 5)
+    draws = sample_next(logits, top_k=3, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).double() / draws.numel()
+    expected = torch.tensor([0.0, 0.0, 0.0900, 0.2447, 0.6652], dtype=torch.float64)
+    torch.testing.assert_close(freq, expected, rtol=0, atol=0.03)
+
+
+def test_top_k_keeps_ties_with_the_kth_score() -> None:
+    """A tie with the k-th score outside the k best keeps every tied id (the full path):
+    top-2 of [3, 2, 2, 1] is {0, 1, 2}, each drawn with weight e^3 : e^2 : e^2."""
+    logits = torch.tensor([[3.0, 2.0, 2.0, 1.0]]).expand(4000, 4)
+    draws = sample_next(logits, top_k=2, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=4).double() / draws.numel()
+    e = torch.tensor([3.0, 2.0, 2.0]).exp()
+    expected = torch.cat([e / e.sum(), torch.zeros(1)]).double()  # [0.576, 0.212, 0.212, 0]
+    torch.testing.assert_close(freq, expected, rtol=0, atol=0.03)
+
+
+def test_top_k_with_fewer_finite_scores_than_k() -> None:
+    """-inf scores are never drawn, also when fewer than k scores are finite."""
+    logits = torch.tensor([[0.0, float("-inf"), 1.0, float("-inf"), float("-inf")]])
+    gen = torch.Generator().manual_seed(0)
+    draws = [int(sample_next(logits, top_k=3, generator=gen)) for _ in range(200)]
+    assert set(draws) == {0, 2}
 
 
 @pytest.mark.parametrize(
