@@ -14,10 +14,11 @@ reward. :func:`evaluate_guide` scores a task's guide the same way (same prompts,
 metrics and result layout), for a "guide" row beside the policies.
 
 Everything that can be refused is checked before the policy is built and the episodes run:
-the counts, the decoding (beams take no sampling option), the env id (a toy task's policy runs only on its own task, whose vocabulary it
-speaks; a real task's policy on any real task, since they share the tokenizer), the prompt
-file (each line a JSON object with the task's fields), the checkpoint, the device
-(``--device`` replaces the run's) and, on the command line, the ``--output`` location.
+the counts, the decoding (beams take no sampling option), the env id (a toy task's policy
+runs only on its own task, whose vocabulary it speaks; a real task's policy on any real task,
+since they share the tokenizer), the prompt file (each line a JSON object with the task's
+fields), the checkpoint, the device (``--device`` replaces the run's) and, on the command
+line, the ``--output`` location.
 :func:`evaluate` raises ``ValueError``/``OSError`` subclasses for these; the command line
 prints each as one line (``--debug``: the traceback).
 """
