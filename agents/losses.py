@@ -4,19 +4,25 @@ the exact per-position KL to π_ref, and the offline algorithms' weighted NLL.
 ``(B, T)`` batches with a ``mask`` of the positions to train (see :mod:`agents.masked`). The
 losses keep the gradient of their first argument only. Their statistics come back as 0-d
 tensors, so the update can run minibatch after minibatch without a host sync.
+
+The vocabulary-wide quantities (the taken token's log-prob, the entropy) are computed chunk by
+chunk from the ``(B, T, V)`` logits, never through a full log-softmax copy (issue #9).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from agents.masked import check_same_shape, masked_mean
 
 __all__ = [
     "clipped_policy_loss",
     "clipped_value_loss",
+    "entropy_from_logits",
     "exact_kl",
     "logprobs_from_logits",
     "masked_entropy",
@@ -24,10 +30,61 @@ __all__ = [
 ]
 
 
+_CHUNK_ELEMENTS = 1 << 22
+"""Elements per chunk of the vocabulary-wide passes (16 MB of float32): their temporaries stay
+small however large the batch (issue #9)."""
+
+
+def _chunks(shape: torch.Size) -> list[tuple[slice, slice]]:
+    """``(rows, columns)`` index pairs covering a ``(B, T, V)`` tensor in pieces of about
+    ``_CHUNK_ELEMENTS`` (whole rows when a row fits, else column ranges of one row)."""
+    b, t, vocab = shape
+    per_row = max(1, t * vocab)
+    if per_row <= _CHUNK_ELEMENTS:
+        step = _CHUNK_ELEMENTS // per_row
+        return [(slice(lo, lo + step), slice(None)) for lo in range(0, b, step)]
+    step = max(1, _CHUNK_ELEMENTS // vocab)
+    return [(slice(i, i + 1), slice(lo, lo + step)) for i in range(b) for lo in range(0, t, step)]
+
+
+class _TokenLogProb(torch.autograd.Function):
+    """``log softmax(logits)[tokens]`` ``(B, T)`` from ``(B, T, V)`` logits.
+
+    Forward and backward run chunk by chunk (see ``_chunks``): the forward keeps the logits
+    and the ``(B, T)`` log-normalisers; the backward writes ``g · (onehot − softmax)`` into one
+    ``(B, T, V)`` gradient. Autograd's ``logsumexp`` and ``gather`` would hold several
+    ``(B, T, V)`` temporaries at the start of the backward, when every activation of the
+    forward is still alive (issue #9). Computed in float64 for float64 logits, else float32.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        lse = torch.empty(tokens.shape, dtype=dtype, device=logits.device)  # (B, T)
+        for rows, cols in _chunks(logits.shape):
+            lse[rows, cols] = torch.logsumexp(logits[rows, cols].to(dtype), dim=-1)
+        picked = logits.gather(-1, tokens[..., None]).squeeze(-1).to(dtype)  # (B, T)
+        ctx.save_for_backward(logits, tokens, lse)
+        return picked - lse  # (B, T)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, tokens, lse = ctx.saved_tensors
+        out = torch.empty_like(logits, memory_format=torch.contiguous_format)  # (B, T, V)
+        for rows, cols in _chunks(logits.shape):
+            shifted = logits[rows, cols].to(lse.dtype) - lse[rows, cols, None]  # (b, t, V)
+            out[rows, cols] = shifted.exp_().mul_(-grad[rows, cols, None])  # −g · softmax
+        out.scatter_add_(-1, tokens[..., None], grad[..., None].to(out.dtype))  # + g at token
+        return out, None
+
+
 def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """``log softmax(logits)[tokens]``, ``(B, T)``, computed in at least float32.
 
     ``logits`` is ``(B, T, V)`` and ``logits[b, t]`` scores ``tokens[b, t]`` (integer ids).
+    No ``(B, T, V)`` log-softmax is materialised: the log-normaliser is computed chunk by
+    chunk, and the backward writes the one ``(B, T, V)`` gradient directly (issue #9).
     """
     if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
         raise ValueError(
@@ -36,10 +93,7 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Te
         )
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
         raise TypeError(f"tokens must be an integer tensor, got {tokens.dtype}")
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    picked = logits.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return picked - torch.logsumexp(logits, dim=-1)  # (B, T)
+    return _TokenLogProb.apply(logits, tokens.long())  # (B, T)
 
 
 def clipped_policy_loss(
@@ -101,18 +155,32 @@ def clipped_value_loss(
     return loss, {"clipfrac": clipfrac}
 
 
-def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of ``softmax(logits)`` ``(B, T, V)`` over ``mask`` ``(B, T)``;
-    ``−inf`` logits contribute 0 (with finite gradients)."""
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of ``softmax(logits)`` per position ``(B, T)`` from ``(B, T, V)``.
+
+    ``H = logsumexp(x) − Σ softmax(x)·x``, chunk by chunk (see ``_chunks``): no ``(B, T, V)``
+    log-softmax, probabilities or products are kept beside the logits (issue #9). ``−inf``
+    logits contribute 0 (with finite gradients). Computed in at least float32.
+    """
     if logits.dim() != 3:
         raise ValueError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    log_probs = torch.log_softmax(logits, dim=-1)  # (B, T, V)
-    probs = log_probs.exp()  # (B, T, V)
-    # 0 · −inf would be NaN: zero the log-prob where p == 0 (forward and backward).
-    safe_log_probs = torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))
-    return masked_mean(-(probs * safe_log_probs).sum(dim=-1), mask)  # mean of (B, T)
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    low = torch.finfo(dtype).min
+    parts = []
+    for rows, cols in _chunks(logits.shape):
+        # −inf → the lowest finite value: its probability is 0 and 0 · low = 0 (not NaN).
+        x = logits[rows, cols].to(dtype).clamp(min=low)  # (b, t, V)
+        probs = torch.softmax(x, dim=-1)  # (b, t, V)
+        part = torch.logsumexp(x, dim=-1) - torch.einsum("btv,btv->bt", probs, x)  # (b, t)
+        parts.append(part.reshape(-1))
+    # The chunks cover the positions in row-major order.
+    return torch.cat(parts).view(logits.shape[:2])  # (B, T)
+
+
+def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of ``softmax(logits)`` ``(B, T, V)`` over ``mask`` ``(B, T)``;
+    ``−inf`` logits contribute 0 (with finite gradients). See :func:`entropy_from_logits`."""
+    return masked_mean(entropy_from_logits(logits), mask)
 
 
 def exact_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:

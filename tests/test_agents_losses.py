@@ -8,9 +8,11 @@ import pytest
 import torch
 from handmath import close, t
 
+from agents import losses
 from agents.losses import (
     clipped_policy_loss,
     clipped_value_loss,
+    entropy_from_logits,
     logprobs_from_logits,
     masked_entropy,
 )
@@ -89,3 +91,75 @@ def test_logprobs_from_logits() -> None:
         logprobs_from_logits(logits, t([[1.0, 0.0]]))
     with pytest.raises(ValueError, match="must be"):
         logprobs_from_logits(logits, torch.tensor([[1]]))
+
+
+def _reference_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The plain formula: a full log-softmax, then the taken token."""
+    return torch.log_softmax(logits.float(), -1).gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def _reference_entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.float(), -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+@pytest.mark.parametrize("chunk", [1 << 22, 64, 7], ids=["one-chunk", "rows", "columns"])
+def test_fused_logprobs_and_entropy_equal_the_plain_formulas(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #9: the chunked log-prob (own backward) and entropy give the values and gradients
+    of log_softmax + gather and of −Σ p log p, whatever the chunking, on a strided slice."""
+    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", chunk)
+    gen = torch.Generator().manual_seed(0)
+    full = (3 * torch.randn(3, 6, 11, generator=gen)).requires_grad_(True)
+    logits = full[:, 1:-1]  # (3, 4, 11), not contiguous (as the policy's slice of its logits)
+    tokens = torch.randint(0, 11, (3, 4), generator=gen)
+    weights = torch.randn(3, 4, generator=gen)
+    lp = logprobs_from_logits(logits, tokens)
+    (grad,) = torch.autograd.grad((lp * weights).sum(), full)
+    ref = _reference_logprobs(logits, tokens)
+    (ref_grad,) = torch.autograd.grad((ref * weights).sum(), full)
+    torch.testing.assert_close(lp, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-5)
+    ent = entropy_from_logits(logits)
+    (egrad,) = torch.autograd.grad((ent * weights).sum(), full)
+    ref_ent = _reference_entropy(logits)
+    (ref_egrad,) = torch.autograd.grad((ref_ent * weights).sum(), full)
+    torch.testing.assert_close(ent, ref_ent, rtol=0, atol=1e-5)
+    torch.testing.assert_close(egrad, ref_egrad, rtol=0, atol=1e-5)
+
+
+def test_fused_logprobs_in_bf16_and_float64() -> None:
+    """bf16 logits: float32 log-probs and a bf16 gradient; float64 stays float64."""
+    logits = t([[[0.0, math.log(3.0)], [0.0, math.log(3.0)]]]).requires_grad_(True)
+    lp = logprobs_from_logits(logits, torch.tensor([[1, 0]]))
+    assert lp.dtype == torch.float64
+    lp.sum().backward()  # d/dx log p_k = onehot_k − p: row 0 [−1/4, 1/4], row 1 [3/4, −3/4]
+    close(logits.grad, [[[-0.25, 0.25], [0.75, -0.75]]])
+    half = logits.detach().to(torch.bfloat16).requires_grad_(True)
+    lp = logprobs_from_logits(half, torch.tensor([[1, 0]]))
+    lp.sum().backward()
+    assert lp.dtype == torch.float32 and half.grad is not None
+    assert half.grad.dtype == torch.bfloat16
+
+
+def test_logprobs_of_a_tiny_model_equal_log_softmax_and_gather() -> None:
+    """On a tiny random LM: the fused log-prob and its parameter gradients equal the plain
+    formula's within 1e-5 (issue #9)."""
+    from textgen_env.models import tiny_causal_lm
+
+    model = tiny_causal_lm(13, seed=2).eval()
+    ids = torch.randint(0, 13, (4, 9), generator=torch.Generator().manual_seed(1))
+
+    def grads(fn: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        logits = model(input_ids=ids).logits[:, :-1]  # (4, 8, 13)
+        lp = fn(logits, ids[:, 1:])  # type: ignore[operator]
+        lp.sum().backward()
+        return lp.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    lp, g = grads(logprobs_from_logits)
+    ref, ref_g = grads(_reference_logprobs)
+    torch.testing.assert_close(lp, ref, rtol=0, atol=1e-5)
+    for a, b in zip(g, ref_g, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
