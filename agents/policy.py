@@ -168,17 +168,29 @@ class ActorCritic(nn.Module):
         # Logits only where they are used: columns P-1 .. P+G-1 (issue #9); the prompt's
         # P-1 columns would cost a (P-1) x V projection and its memory for nothing.
         extra = {"logits_to_keep": g + 1} if _accepts(model, "logits_to_keep") else {}
-        with bf16:
-            out = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids(attention_mask),
-                output_hidden_states=hidden,
-                use_cache=False,
-                **extra,
-            )
+        # The last hidden state is what the LM head reads: taken from its input, at the kept
+        # columns, rather than asking the model for every layer's hidden states (issue #9).
+        head = getattr(model, "get_output_embeddings", lambda: None)() if hidden else None
+        read: list[torch.Tensor] = []
+        hook = head.register_forward_pre_hook(lambda _, a: read.append(a[0])) if head else None
+        try:
+            with bf16:
+                out = model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids(attention_mask),
+                    output_hidden_states=hidden and head is None,
+                    use_cache=False,
+                    **extra,
+                )
+        finally:
+            if hook is not None:
+                hook.remove()
         logits = out.logits[:, -(g + 1) : -1]  # (B, G, V): columns P-1 .. P+G-2
-        return logits, out.hidden_states[-1][:, prompt_width - 1 : -1] if hidden else None
+        if not hidden:
+            return logits, None
+        last = read[-1] if head is not None else out.hidden_states[-1]  # (B, g+1 or P+G, H)
+        return logits, last[:, -(g + 1) : -1]  # (B, G, H)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int

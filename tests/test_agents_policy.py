@@ -52,6 +52,24 @@ def test_causal_logits_and_values_at_the_generated_columns(wrap: bool) -> None:
     torch.testing.assert_close(values, ac.value_head(hidden), rtol=1e-5, atol=1e-5)
 
 
+def test_causal_pass_reads_the_last_hidden_state_only() -> None:
+    """Issue #9: the value head reads the LM head's input; the model is not asked for every
+    layer's hidden states, and its LM head sees only the kept columns."""
+    model = tiny_causal_lm(11, seed=3, **TOY_MODEL).eval()
+    asked: list[bool] = []
+    widths: list[int] = []
+    model.register_forward_pre_hook(
+        lambda _, args, kwargs: asked.append(kwargs["output_hidden_states"]), with_kwargs=True
+    )
+    model.get_output_embeddings().register_forward_pre_hook(
+        lambda _, args: widths.append(args[0].shape[1])
+    )
+    ids = torch.tensor([[0, 3, 4, 5, 6, 2, 7], [3, 3, 4, 5, 6, 2, 7]])
+    with torch.no_grad():
+        ActorCritic(model)(ids, torch.ones_like(ids), 3)
+    assert asked == [False] and widths == [5]  # G + 1 = 5 columns of 7
+
+
 def test_bf16_autocast_is_close_to_fp32_and_trains(tmp_path: object) -> None:
     """``bf16=True``: the LM passes run in bf16, log-probs stay fp32, a run trains."""
     from agents.ppo import PPOConfig
