@@ -119,6 +119,7 @@ def score(ac: ActorCritic, rollout: Rollout, cfg: PPOConfig, kl_coef: float) -> 
         lps.append(logprobs_from_logits(logits, tokens[rows]))
         ref_lps.append(logprobs_from_logits(ref_logits, tokens[rows]))
         vals.append(values)
+        del logits, ref_logits  # (b, G, V) each: not kept until the update (#9)
     logprobs, ref_logprobs = torch.cat(lps), torch.cat(ref_lps)  # (B, G) each
 
     # 2. each row's baseline: the plan's value output on guided rows, V^π on π's own rows
@@ -212,7 +213,10 @@ def update(
                 continue
             # 1. forward π and the value head on the minibatch (or take score's pass)
             if first_pass is not None:  # one epoch over one minibatch: idx is all rows
-                logits, values = (t[idx] for t in first_pass)  # (b, G, V), (b, G, 2)
+                # In their own order: the loss is a mean over the minibatch, and indexing
+                # would copy the (B, G, V) logits and add a (B, G, V) scatter to the backward.
+                idx = torch.arange(n)  # (B,)
+                logits, values = first_pass  # (B, G, V), (B, G, 2)
                 first_pass = None  # its graph is freed by this step's backward
             else:
                 logits, values = ac(
@@ -252,6 +256,9 @@ def update(
             optimizer.step()
         if cfg.target_kl is not None and epoch_kl and torch.stack(epoch_kl).mean() > cfg.target_kl:
             break  # early stopping on KL (CleanRL's target_kl)
+    # The gradients are not needed until the next backward: freeing them now keeps their
+    # memory (one copy of the trainable weights) out of the next roll-out and forward (#9).
+    optimizer.zero_grad(set_to_none=True)
     out = {f"losses/{k}": torch.stack(v).mean().item() for k, v in logs.items()}
     return out | {"losses/epochs": float(_epoch + 1)}
 
