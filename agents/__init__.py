@@ -2,7 +2,8 @@
 offline algorithms A-LoL (with its baselines) and ReST.
 
 Command lines: ``python -m agents.train``, ``python -m agents.evaluate``,
-``python -m agents.export``, ``python -m agents.make_data``, ``python -m agents.demo``.
+``python -m agents.export``, ``python -m agents.make_data``, ``python -m agents.demo`` (SmolLM2
+learning IMDB-v0: ``make demo``), ``python -m agents.demo_toy`` (the toy tour: ``make demo-toy``).
 
 Map of the package (where to look for what):
 
@@ -39,8 +40,8 @@ Map of the package (where to look for what):
   demonstrator); configs in :mod:`agents.config` and each
   algorithm module; presets and the tyro command line in :mod:`agents.cli`.
 * **Several processes** — :mod:`agents.distributed`: how a run splits over
-  ``accelerate launch`` / ``torchrun`` processes (batch, plan, DDP gradients, scalars, seeds,
-  checkpoints).
+  ``accelerate launch`` / ``torchrun`` processes (batch, plan, the offline algorithms' rows,
+  DDP gradients, scalars, seeds, checkpoints).
 * **Checkpoints** — :mod:`agents.checkpoint`; TensorBoard sample tables —
   :mod:`agents.samples`.
 * **Using a trained policy** — :mod:`agents.evaluate` (metrics on a split or a prompt file),

