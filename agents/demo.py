@@ -49,6 +49,7 @@ SETTINGS: dict[str, Any] = {
     "log_samples_every": 5,
 }
 PER_ALGO: dict[str, dict[str, Any]] = {"ppo_pp": {"beta": 0.2}, "ppo": {}}
+LABELS = {"ppo_pp": "PPO++", "ppo": "PPO"}
 
 
 def bf16_available() -> bool:
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress shows at once, also in a log file
     quiet_loaders()
     bf16 = bf16_available()
-    print(f"== {ENV_ID} with SmolLM2-135M-Instruct: {args.algo} for {args.iterations} iterations "
+    label = LABELS[args.algo]
+    print(f"== {ENV_ID} with SmolLM2-135M-Instruct: {label} for {args.iterations} iterations "
           f"of 16 episodes ({'bf16 autocast' if bf16 else 'fp32'}) ==")  # fmt: skip
     print("   (the first run dequantizes the GGUF weights into a cache: about a minute)")
     evaluation = {"split": "test", "num_samples": args.eval_prompts, "batch_size": 30, "seed": 0}
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     before = evaluate(str(zero), **evaluation)
     print("[2/4] its guide (SmolLM2 told to write a positive review) on the same prompts")
     guide = evaluate_guide(ENV_ID, **evaluation)
-    print(f"[3/4] training {args.algo}")
+    print(f"[3/4] training {label}")
     trained = run(
         config(args.algo, args.iterations, bf16, args.learning_rate, args.output_dir),
         args.algo,
@@ -159,7 +161,11 @@ def main(argv: list[str] | None = None) -> None:
     print("[4/4] trained policy on the same prompts")
     after = evaluate(str(trained), **evaluation)
 
-    rows = {"zero-shot": summary(before), args.algo: summary(after), "guide": summary(guide)}
+    rows = {
+        "zero-shot": summary(before),
+        label: summary(after),
+        "guide": summary(guide),
+    }
     print(f"\n{ENV_ID}, {args.eval_prompts} test prompts, top-k 50, seed 0")
     print(f"{'policy':12} {'VADER ± SE':>16} {'perplexity':>11}")
     for name, (mean, se, ppl) in rows.items():

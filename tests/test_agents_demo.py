@@ -36,7 +36,7 @@ def test_one_iteration_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[4/4]" in out and "before ▸ after" in out
     record = json.loads((tmp_path / "demo.json").read_text())
-    assert set(record["rows"]) == {"zero-shot", "ppo_pp", "guide"}
+    assert set(record["rows"]) == {"zero-shot", "PPO++", "guide"}
     assert [step for step, _ in record["curve"]] == [0]
     # the same prompts before and after, in the test split's order
     before, after = record["samples"]["before"], record["samples"]["after"]
