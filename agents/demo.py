@@ -133,9 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--learning-rate", type=float, default=2e-5)
     p.add_argument("--eval-prompts", type=int, default=60, help="test prompts scored before/after")
     p.add_argument("--output-dir", type=Path, default=OUT, help="where the runs and the plot go")
+    p.add_argument("--overwrite", action="store_true", help="replace runs --output-dir holds")
     args = p.parse_args(argv)
     if args.iterations < 1 or args.eval_prompts < 1:
         p.error("--iterations and --eval-prompts must be at least 1")
+    held = [d for d in ("zero-shot", args.algo) if (args.output_dir / d).exists()]
+    if held and args.output_dir != OUT and not args.overwrite:  # runs/demo is the demo's own
+        p.error(f"{args.output_dir} already holds {', '.join(held)}; --overwrite replaces them")
     start = time.perf_counter()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows at once, also in a log file
     quiet_loaders()

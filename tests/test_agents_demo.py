@@ -43,3 +43,12 @@ def test_one_iteration_end_to_end(tmp_path, capsys):
     assert [s["prompt"] for s in before] == [s["prompt"] for s in after] and len(before) == 2
     assert (tmp_path / "demo.png").exists()
     assert (tmp_path / "zero-shot").is_dir() and (tmp_path / "ppo_pp").is_dir()
+
+
+def test_a_chosen_folder_holding_runs_is_not_replaced(tmp_path, capsys):
+    (tmp_path / "zero-shot").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        demo.main(["--output-dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--overwrite replaces them" in capsys.readouterr().err
+    assert (tmp_path / "zero-shot").is_dir()
