@@ -14,6 +14,7 @@ written (no launch needed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -40,7 +42,7 @@ from agents.trainer import run
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_CONFIG = REPO / "configs" / "accelerate" / "cpu.yaml"
-LAUNCH_TIMEOUT_S = 180  # one launch: ~10-25 s on 2 busy cores
+LAUNCH_TIMEOUT_S = 300  # one launch: ~10-25 s on 2 busy cores
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
@@ -75,11 +77,36 @@ def launch_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "PYTEST"))}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    return env | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # PYTHONFAULTHANDLER: a worker sent SIGABRT prints its Python stack (see kill_tree).
+    return env | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+
+
+def kill_tree(proc: subprocess.Popen[str], *, dump_stacks: bool = False) -> None:
+    """SIGKILL a launch: the launcher and every process under it.
+
+    torch's launcher starts each worker in a session of its own, so killing the launcher's
+    process group would leave the workers running, still holding our end of the output pipe (a
+    CI run once hung there for 90 minutes). With ``dump_stacks`` the workers first get SIGABRT,
+    on which each prints its Python stack into the launch's output.
+    """
+    try:
+        launcher = psutil.Process(proc.pid)
+        tree = [launcher, *launcher.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    if dump_stacks:
+        for worker in tree[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.send_signal(signal.SIGABRT)
+        psutil.wait_procs(tree[1:], timeout=10)
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(tree, timeout=10)
 
 
 def launch(*args: str, timeout: float = LAUNCH_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """Run a 2-process launch to its end; the whole process group is killed on a timeout."""
+    """Run a 2-process launch to its end; on a timeout the launcher and its workers are killed."""
     proc = subprocess.Popen(
         launch_command(*args), cwd=REPO, env=launch_env(), start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -87,9 +114,12 @@ def launch(*args: str, timeout: float = LAUNCH_TIMEOUT_S) -> subprocess.Complete
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"the launch did not end within {timeout} s:\n{out[-3000:]}")
+        kill_tree(proc, dump_stacks=True)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            out = "(no output: the pipe stayed open)"
+        pytest.fail(f"the launch did not end within {timeout} s:\n{out[-12000:]}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
 
 
@@ -112,7 +142,7 @@ def killed_after(args: list[str], out: Path, checkpoint: str) -> None:
             assert time.monotonic() < deadline, "no checkpoint in time"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc)
         proc.wait()
 
 
