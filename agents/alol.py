@@ -203,7 +203,7 @@ def train(
         what = {"advantage": "positive advantage", "reward": "positive reward"}[variant.weight]
         raise RunSetupError(f"{path}: no row of {len(rows)} has a {what}")
 
-    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
+    optimizer = ac.optimizer(cfg.learning_rate)
     run.restore(optimizer)
     run.log("data/rows", len(rows), 0)
     run.log("data/kept_share", len(keep) / len(rows), 0)

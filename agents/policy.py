@@ -275,3 +275,15 @@ class ActorCritic(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (LoRA adapters only, for a LoRA model)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def optimizer(self, lr: float) -> torch.optim.AdamW:
+        """AdamW over :meth:`trainable_parameters`, fused where torch has the kernel for the device.
+
+        The fused step gives the default (multi-tensor) step's numbers, up to rounding, with fewer
+        passes over memory and no temporary copies of the parameters: 0.30 → 0.06 s per step
+        for SmolLM2's parameters on the 2-core CPU (issue #9).
+        """
+        params = self.trainable_parameters()
+        device = params[0].device.type if params else "cpu"
+        fused = device in ("cpu", "cuda", "mps", "xpu")
+        return torch.optim.AdamW(params, lr=lr, fused=fused or None)

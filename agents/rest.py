@@ -180,7 +180,7 @@ def train(
             keep = torch.nonzero(data.rewards >= cut[i]).squeeze(1)  # (K,)
             run.log("improve/threshold", cut[i], done)
             run.log("improve/kept_share", len(keep) / len(data), done)
-            optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
+            optimizer = ac.optimizer(cfg.learning_rate)
             if len(keep):
                 scalars = _improve(
                     run.policy, ac, optimizer, data, keep, cfg, (cfg.seed, g, i), procs
@@ -190,7 +190,7 @@ def train(
                     run.log(name, value, done)
             run.checkpoint(done + 1, optimizer, grow_step=g, improve_step=i)
     if cfg.total_iterations == 0:
-        run.checkpoint(0, torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate))
+        run.checkpoint(0, ac.optimizer(cfg.learning_rate))
     run.finish()
     return run.out
 

@@ -138,7 +138,7 @@ def run(
     else:
         actor = build_learner(ac, tokenizer, local)
         helper = guide(venv, ac) if spec.needs_guide else None
-    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
+    optimizer = ac.optimizer(cfg.learning_rate)
     kl_ctl = kl_controller(cfg)
     if donor is not None:  # BC+X: start from, and regularize towards, the loaded policy
         load_policy_state(ac, donor, f"--init-from {init_from}")

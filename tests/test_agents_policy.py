@@ -119,3 +119,41 @@ def test_activation_checkpointing_recomputes_layers_with_the_same_gradients(lora
     assert plain.keys() == checkpointed.keys()
     for name, grad in plain.items():  # eval mode: no dropout noise in either
         torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_optimizer_is_fused_adamw_over_the_trainable_parameters_with_adamws_steps(
+    lora: bool,
+) -> None:
+    """``ActorCritic.optimizer``: fused on CPU, only the trainable parameters, and three steps
+    land on the weights torch's default AdamW reaches, up to float rounding."""
+
+    def build() -> ActorCritic:
+        model = tiny_causal_lm(11, seed=3, **TOY_MODEL)
+        if lora:
+            from peft import LoraConfig, get_peft_model
+
+            torch.manual_seed(0)
+            model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+        return ActorCritic(model).eval()
+
+    ids = torch.tensor([[0, 3, 4, 5, 6, 2, 7], [0, 0, 4, 4, 9, 1, 1]])
+    mask = torch.tensor([[1] * 7, [0, 1, 1, 1, 1, 1, 1]])
+    weights = []
+    for ours in (True, False):
+        ac = build()
+        params = ac.trainable_parameters()
+        opt = ac.optimizer(1e-2) if ours else torch.optim.AdamW(params, lr=1e-2)
+        if ours:
+            assert opt.param_groups[0]["fused"] is True
+            assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in params}
+        for _ in range(3):
+            logits, values = ac(ids, mask, 3)
+            opt.zero_grad()
+            (logits.logsumexp(-1).sum() + values.sum()).backward()
+            opt.step()
+        weights.append([p.detach().clone() for p in params])
+    if lora:  # the adapters (and the value head) only
+        assert len(weights[0]) < sum(1 for _ in build().parameters())
+    for fused, plain in zip(*weights, strict=True):
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)  # float rounding
