@@ -177,7 +177,7 @@ def run(
         desc=algo,
         unit="it",
         dynamic_ncols=True,
-        disable=not procs.main,
+        disable=not procs.main or start >= cfg.total_iterations,  # no empty bar (a 0-iteration run)
     )
     try:
         for iteration in bar:
