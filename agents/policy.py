@@ -285,5 +285,5 @@ class ActorCritic(nn.Module):
         """
         params = self.trainable_parameters()
         device = params[0].device.type if params else "cpu"
-        fused = device in ("cpu", "cuda", "mps", "xpu")
-        return torch.optim.AdamW(params, lr=lr, fused=fused or None)
+        fused = True if device in ("cpu", "cuda", "mps", "xpu") else None  # None: torch's default
+        return torch.optim.AdamW(params, lr=lr, fused=fused)
