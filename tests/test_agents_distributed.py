@@ -32,13 +32,16 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.alol import ALoLConfig
+from agents.build import TOY_MODEL
 from agents.checkpoint import load_checkpoint
-from agents.distributed import split_fields
+from agents.distributed import ReplicatedPolicy, split_fields
 from agents.make_data import MakeDataConfig, make_data
+from agents.policy import ActorCritic
 from agents.ppo import PPOConfig
 from agents.rest import RestConfig
 from agents.rundir import RunSetupError
 from agents.trainer import run
+from textgen_env.models import tiny_causal_lm
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_CONFIG = REPO / "configs" / "accelerate" / "cpu.yaml"
@@ -173,6 +176,11 @@ def test_ddp_gradient_equals_the_single_process_gradient(tmp_path: Path) -> None
     assert found["world"] == 2
     assert found["largest"] > 1e-3  # a real gradient, not zeros
     assert max(found["max_diff"]) <= 1e-6 * max(1.0, found["largest"])
+    # finish() released π's DDP wrapper before the process group ended, in both processes
+    # (a wrapper that outlived the group deadlocked at exit: Processes.finish).
+    for rank in (0, 1):
+        after = json.loads((tmp_path / f"after-{rank}.json").read_text())
+        assert after == {"ddp_alive": 0, "released": True}
 
 
 # ----------------------------------------------------------------------------- a run
@@ -472,3 +480,18 @@ def test_an_mpirun_launch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
     with pytest.raises(RunSetupError, match=r"one of 2 started by mpirun"):
         run(tiny(tmp_path), "ppo")
+
+
+def test_a_released_replica_refuses_to_run() -> None:
+    """After :meth:`Processes.finish` released it, π's DDP wrapper is gone: using it raises
+    instead of running a forward pass on a process group that has ended."""
+    ac = ActorCritic(tiny_causal_lm(11, seed=0, **TOY_MODEL))
+    replica = ReplicatedPolicy(ac, torch.nn.Identity())
+    assert replica.train() is replica
+    replica.release()
+    with pytest.raises(RuntimeError, match=r"DDP wrapper was released"):
+        replica.train()
+    ids = torch.ones(1, 3, dtype=torch.long)
+    with pytest.raises(RuntimeError, match=r"DDP wrapper was released"):
+        replica(ids, torch.ones_like(ids), 2)
+    assert replica.trainable_parameters() == ac.trainable_parameters()  # π itself stays
