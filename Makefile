@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 # `make demo`: SmolLM2 learns IMDB-v0 with PPO++ (about 10 minutes); `make demo-toy`: the
 # token-MDP tour and D2LOLS on a toy task (under a minute).
-.PHONY: demo demo-toy test lint format venv clean bench perf trl-venv
+.PHONY: demo demo-toy test lint format venv clean bench perf trl-venv readme
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ trl-venv: $(TRL_VENV)/.installed
 
 perf: $(STAMP) trl-venv
 	$(PY) -m benchmarks.perf
+
+# README.md's figures, rendered from benchmarks/results/ (issue #14).
+readme: $(STAMP)
+	$(PY) -m benchmarks.readme
 
 clean:
 	rm -rf $(VENV)
