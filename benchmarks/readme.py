@@ -415,6 +415,9 @@ def render_paper_small(results: Results) -> str:
             f"`--suite paper-small`, the {PAPER_SMALL_TASK} columns of {link}:",
             *about,
             "\n".join(table),
+            # written by benchmarks.report beside the table for every task with runs
+            f"![{PAPER_SMALL_TASK} learning curves (paper-small)]"
+            f"(benchmarks/results/paper-small/curves_{PAPER_SMALL_TASK}.png)",
         ]
     )
 

@@ -301,6 +301,9 @@ def test_render_paper_small_keeps_the_imdb_columns() -> None:
             "|---|---|---|",
             "| Zero-shot | 0.246 ± 0.010 | 11.300 ± 0.100 |",
             "| PPO | 0.400 ± 0.020 (n=2) | 12.000 ± 0.200 |",
+            "",
+            "![IMDB-v0 learning curves (paper-small)]"
+            "(benchmarks/results/paper-small/curves_IMDB-v0.png)",
         ]
     )
 
