@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import textgen_env  # noqa: F401  (registers ids)
 from agents.algorithms import ALGORITHMS
 from agents.evaluate import evaluate
@@ -121,8 +123,14 @@ def main(argv: list[str] | None = None) -> None:
             ev = evaluate(checkpoint, split="test", batch_size=16, seed=0)
             metrics = {k: v for k, v in ev["metrics"].items() if isinstance(v, int | float)}
             results["runs"].append(
-                {"row": row, "seed": seed, "train_seconds": train_s, "metrics": metrics}
-            )
+                {
+                    "row": row, "seed": seed, "train_seconds": train_s, "metrics": metrics,
+                    # what the run saw: floats round differently at another thread count, and
+                    # a data file resampled then differs in every row
+                    "data_reward_mean": results["data"]["reward_mean"],
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )  # fmt: skip
             results_path.write_text(json.dumps(results, indent=1))
             print(f"{row} seed {seed}: {metrics.get('task_reward'):.3f} ({train_s:.0f} s)")
             sys.stdout.flush()
@@ -159,7 +167,8 @@ def _table(task: str, results: dict[str, Any]) -> str:
         f"# Offline algorithms on {TASKS[task]['env_id']} (test split, mean ± std over seeds)",
         "",
         f"Data: {data.get('rows')} rows from {data.get('source')}, reward mean "
-        f"{data.get('reward_mean', float('nan')):.3f}.",
+        f"{_by_seeds(results['runs'], 'data_reward_mean', '{:.3f}')}; torch threads "
+        f"{_by_seeds(results['runs'], 'torch_threads', '{}')}.",
         "",
         "| row | seeds | " + " | ".join(present) + " | train s |",
         "|---|---|" + "---|" * len(present) + "---|",
@@ -176,6 +185,22 @@ def _table(task: str, results: dict[str, Any]) -> str:
         secs = statistics.fmean(r["train_seconds"] for r in runs)
         lines.append(f"| {row} | {len(runs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _by_seeds(runs: list[dict[str, Any]], key: str, fmt: str) -> str:
+    """Each value of ``key`` among ``runs`` with the seeds whose runs had it, e.g.
+    ``0.415 (seeds 0, 1), 0.418 (seed 2)``; runs without it are "not recorded"."""
+    seeds: dict[str, set[int]] = {}
+    for r in runs:
+        value = fmt.format(r[key]) if key in r else "not recorded"
+        seeds.setdefault(value, set()).add(r["seed"])
+    if len(seeds) == 1:
+        return next(iter(seeds))
+    parts = []
+    for value, which in seeds.items():
+        names = ", ".join(map(str, sorted(which)))
+        parts.append(f"{value} (seed{'s' if len(which) > 1 else ''} {names})")
+    return ", ".join(parts)
 
 
 if __name__ == "__main__":
