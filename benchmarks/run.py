@@ -170,15 +170,15 @@ class Suite:
 TOY_ITERATIONS = 40
 TOY_GUIDED = {"ppo_pp_beta": 0.2, "aggrevated_beta": 0.8}
 TOY_ALOL = {"batch_size": 64, "total_iterations": 300, "value_steps": 300, "checkpoint_every": 100}
-# paper-small: SmolLM2-135M-Instruct and its prompted guide, from issue #14's data point
-# (--preset paper --batch-size 16 --minibatch-size 8 --update-epochs 1: 25 iterations = 400
-# episodes, about 12 minutes per PPO run on 2 CPU cores; guided rows cost more, the guide
-# writes part of each batch). Same β_KL 0.05 (fixed), learning rate 1e-5 and top-k 50 for
-# every row; D2LOLS: 5 of 25 iterations in AggreVaTeD (20%). BC: 25 iterations of 16
-# demonstrations (the references; IMDB has none, so the prompted guide's roll-outs). The
-# offline rows as in the IMDB evidence of benchmarks/offline.py: A-LoL 60 steps of 16 rows
-# (IMDB: 2 guide episodes per train prompt; CommonGen, TL;DR: the references); ReST one Grow
-# of 2 episodes per train prompt, then 4 Improve steps. CommonGen is decoded with beam search
+# paper-small: SmolLM2-135M-Instruct and its prompted guide, from issue #14's data point (--preset
+# paper --batch-size 16 --minibatch-size 8 --update-epochs 1: 25 iterations = 400 episodes; 881 s
+# of training for PPO's seed 0 on 2 CPU cores, where issue #14's check took about 12 minutes;
+# guided rows cost more, the guide writes part of each batch). Same β_KL 0.05 (fixed), learning
+# rate 1e-5 and top-k 50 for every row; D2LOLS: 5 of 25 iterations in AggreVaTeD (20%). BC: 25
+# iterations of 16 demonstrations (the references; IMDB has none, so the prompted guide's
+# roll-outs). The offline rows as in the IMDB evidence of benchmarks/offline.py: A-LoL 60 steps of
+# 16 rows (IMDB: 2 guide episodes per train prompt; CommonGen, TL;DR: the references); ReST one
+# Grow of 2 episodes per train prompt, then 4 Improve steps. CommonGen is decoded with beam search
 # of 5 at evaluation (as the paper scored it); the other tasks sample with top-k 50.
 PAPER_ITERATIONS = 25
 PAPER_ALOL = {"total_iterations": 60, "checkpoint_every": 30}
@@ -210,8 +210,8 @@ SUITES: dict[str, Suite] = {
     "paper-small": Suite(
         about=(
             "IMDB-v0, CommonGen-v0 and TLDR-v0 with SmolLM2-135M-Instruct and its prompted "
-            f"guide; {PAPER_ITERATIONS} iterations of 16 episodes per run (about 12 minutes "
-            "for PPO on 2 CPU cores); IMDB-v0 runs first."
+            f"guide; {PAPER_ITERATIONS} iterations of 16 episodes per run (each row's wall time "
+            "on 2 CPU cores is listed below the table); IMDB-v0 runs first."
         ),
         tasks=("textgen_env/IMDB-v0", "textgen_env/CommonGen-v0", "textgen_env/TLDR-v0"),
         seeds=(0, 1, 2),
