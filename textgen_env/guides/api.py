@@ -28,14 +28,8 @@ import numpy as np
 
 from textgen_env._checks import check_int, check_real
 from textgen_env.errors import GuideError, GuideTimeoutError
-from textgen_env.guides._util import (
-    ReplyReader,
-    check_request,
-    check_template,
-    finish,
-    format_prompt,
-    state_texts,
-)
+from textgen_env.guides.handoff import ReplyReader, finish, format_prompt, state_texts
+from textgen_env.guides.validation import check_request, check_template
 from textgen_env.state import TextState
 from textgen_env.tokenizer import Tokenizer
 
@@ -223,7 +217,7 @@ class APIGuide:
 
     Requests ask for ``max_tokens = k``: the guide never has the server generate more than the
     roll-in or roll-out asks for. The reply is handed off through text
-    (:class:`~textgen_env.guides._util.ReplyReader`: cut at the policy EOS text, the ``stop``
+    (:class:`~textgen_env.guides.handoff.ReplyReader`: cut at the policy EOS text, the ``stop``
     strings and control tokens, re-encoded with the policy tokenizer). A reply the server
     ended itself (``finish_reason`` other than ``"length"``) that is shorter than ``k``
     policy tokens ends the episode (policy EOS appended); one cut by ``max_tokens`` whose

@@ -12,15 +12,8 @@ import torch
 
 from textgen_env._checks import check_int, check_real
 from textgen_env.generation import is_encoder_decoder, sample, sample_seq2seq
-from textgen_env.guides._util import (
-    check_request,
-    check_template,
-    encode_text,
-    format_prompt,
-    require_eos,
-    state_texts,
-    suffix_text,
-)
+from textgen_env.guides.handoff import encode_text, format_prompt, state_texts, suffix_text
+from textgen_env.guides.validation import check_request, check_template, require_eos
 from textgen_env.state import TextState
 from textgen_env.tokenizer import Tokenizer
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from textgen_env._checks import check_real
 from textgen_env.errors import GuideError
-from textgen_env.guides._util import check_request
 from textgen_env.guides.base import GuidePolicy
+from textgen_env.guides.validation import check_request
 from textgen_env.state import TextState
 
 __all__ = ["MixtureGuide"]

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from textgen_env.errors import GuideError
-from textgen_env.guides._util import check_request, encode_text, require_eos
+from textgen_env.guides.handoff import encode_text
+from textgen_env.guides.validation import check_request, require_eos
 from textgen_env.state import TextState
 from textgen_env.tokenizer import Tokenizer
 

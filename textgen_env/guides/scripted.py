@@ -8,7 +8,7 @@ import numpy as np
 
 from textgen_env._checks import check_int, check_real, is_int
 from textgen_env.errors import GuideError
-from textgen_env.guides._util import check_request
+from textgen_env.guides.validation import check_request
 from textgen_env.state import TextState
 
 __all__ = ["ScriptedGuide"]

@@ -12,14 +12,8 @@ import numpy as np
 
 from textgen_env._checks import check_int, check_real
 from textgen_env.errors import GuideError, GuideTimeoutError
-from textgen_env.guides._util import (
-    ReplyReader,
-    check_request,
-    check_template,
-    finish,
-    format_prompt,
-    state_texts,
-)
+from textgen_env.guides.handoff import ReplyReader, finish, format_prompt, state_texts
+from textgen_env.guides.validation import check_request, check_template
 from textgen_env.state import TextState
 from textgen_env.tokenizer import Tokenizer
 
@@ -54,7 +48,7 @@ class TextGuide:
     policy tokenizer and put into ``prompt_template``) followed by the completion so far; ``fn``
     receives all contexts in one list and must return one continuation text per context.
 
-    Replies are read by :class:`~textgen_env.guides._util.ReplyReader`: a reply ends at the
+    Replies are read by :class:`~textgen_env.guides.handoff.ReplyReader`: a reply ends at the
     policy tokenizer's EOS text, at any ``stop`` string or at a control token its encoding
     holds, and text the policy tokenizer cannot represent (its unknown token) raises
     :class:`~textgen_env.errors.GuideError`. The result is cut to ``k`` tokens; a continuation
