@@ -45,7 +45,7 @@ Map of the package (where to look for what):
 * **Checkpoints** — :mod:`agents.checkpoint`; TensorBoard sample tables —
   :mod:`agents.samples`.
 * **Using a trained policy** — :mod:`agents.evaluate` (metrics on a split or a prompt file),
-  :mod:`agents.export` (the LM as a Hugging Face model folder); what their command lines share
-  (checkpoint reading, a policy from a checkpoint, output checks, one-line errors) in
-  :mod:`agents.cli_common`.
+  :mod:`agents.export` (the LM as a Hugging Face model folder); a policy from its checkpoint
+  in :mod:`agents.saved_policy`; their command lines' one-line errors and output checks in
+  :mod:`agents.cli_errors`.
 """

@@ -43,16 +43,10 @@ from datasets.exceptions import DatasetGenerationError
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from agents.build import RunSetupError, build_learner, check_setup, is_toy, scripted_guide
-from agents.cli_common import (
-    add_debug_flag,
-    check_writable,
-    default_mode,
-    one_line,
-    read_checkpoint,
-    reported_errors,
-    restore_policy,
-)
+from agents.checkpoint import default_mode
+from agents.cli_errors import add_debug_flag, check_writable, one_line, reported_errors
 from agents.config import TrainConfig
+from agents.saved_policy import read_checkpoint, restore_policy
 from textgen_env.generation import is_encoder_decoder
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.metrics import compute_metrics

@@ -38,16 +38,11 @@ import gymnasium as gym
 from transformers import PreTrainedTokenizerBase
 
 from agents.build import TOY_MODEL, TOY_SEQ2SEQ_MODEL, is_toy
-from agents.cli_common import (
-    add_debug_flag,
-    check_writable,
-    default_mode,
-    read_checkpoint,
-    reported_errors,
-    restore_policy,
-)
+from agents.checkpoint import default_mode
+from agents.cli_errors import add_debug_flag, check_writable, reported_errors
 from agents.config import TrainConfig
 from agents.policy import ActorCritic
+from agents.saved_policy import read_checkpoint, restore_policy
 
 __all__ = ["README", "export", "main"]
 

@@ -33,9 +33,9 @@ from agents.build import (
     is_toy,
     scripted_guide,
 )
-from agents.cli_common import load_policy
 from agents.config import TrainConfig
 from agents.offline_data import Row, reference_rows, write_rows, write_samples
+from agents.saved_policy import load_policy
 from textgen_env.tasks import default_guide
 
 __all__ = ["MakeDataConfig", "main", "make_data"]

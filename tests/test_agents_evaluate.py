@@ -22,9 +22,9 @@ import torch
 import agents.evaluate as evaluate_module
 from agents.algorithms import ALGORITHMS
 from agents.checkpoint import CheckpointError, latest_checkpoint
-from agents.cli_common import load_policy
 from agents.evaluate import BeamSearchPolicy, check_env_ids, evaluate, evaluate_guide, main
 from agents.ppo import PPOConfig
+from agents.saved_policy import load_policy
 from agents.trainer import run
 from textgen_env.guides import ScriptedGuide
 from textgen_env.models import tiny_causal_lm, tiny_hf_tokenizer

@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 
 from agents.build import build_tokenizer_and_model
 from agents.checkpoint import latest_checkpoint
-from agents.cli_common import load_policy
 from agents.export import README, export, main
 from agents.ppo import PPOConfig
+from agents.saved_policy import load_policy
 from agents.trainer import run
 from textgen_env.models import tiny_causal_lm, tiny_hf_tokenizer
 

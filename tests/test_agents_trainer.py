@@ -23,8 +23,8 @@ from agents.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from agents.cli_common import load_policy
 from agents.config import TrainConfig
+from agents.saved_policy import load_policy
 from agents.trainer import run
 
 

@@ -12,10 +12,10 @@ import torch
 from agents import ppo
 from agents.build import build_learner, build_policy, build_tokenizer_and_model
 from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.cli_common import load_policy
 from agents.engine import Plan, Rollout, collect
 from agents.policy import ActorCritic
 from agents.ppo import PPOConfig
+from agents.saved_policy import load_policy
 from agents.trainer import run
 
 pytest.importorskip("peft")

@@ -13,11 +13,11 @@ import torch
 from agents import ppo
 from agents.algorithms import ALGORITHMS
 from agents.build import build_policy, build_tokenizer_and_model
-from agents.cli_common import load_policy
 from agents.engine import Plan, collect
 from agents.policy import ActorCritic, right_align
 from agents.ppo import PPOConfig
 from agents.ppo_pp import PPOPPConfig
+from agents.saved_policy import load_policy
 from agents.trainer import run
 from textgen_env.generation import decoder_start_token_id, is_encoder_decoder, sample_seq2seq
 from textgen_env.guides import HFGuide
