@@ -266,3 +266,10 @@ def test_imdb_prompts_split_in_thirds_by_the_zero_shot_reward() -> None:
     assert table["ppo"] == {"easy (2)": [1.0, 0.0], "medium (2)": [0.5, 0.0],
                             "hard (2)": [0.0, 0.0]}  # fmt: skip
     assert report.difficulty("textgen_env/Positive-v0", groups) is None
+
+
+def test_a_cell_of_one_seed_shows_its_value_alone() -> None:
+    """One seed has no spread: no "± 0.000" that would read as a measured std of zero."""
+    assert report._mean_std([0.25]) == "0.250"
+    assert report._mean_std([0.2, 0.4]) == "0.300 ± 0.141"  # sample std sqrt(0.02)
+    assert report._mean_std([11.3, 11.9]) == "11.60 ± 0.424"  # each number to its own size
