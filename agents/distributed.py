@@ -417,7 +417,7 @@ class Processes:
         holding the GIL, and a worker still freeing the last collective's tensors waits for the
         GIL: a deadlock at the end of a run, seen in CI on 1 launch in ~20 and at once in a
         stress loop. Dropping the wrappers before the group ends and pausing a moment without
-        the GIL (so that a worker finishes freeing) made it go away (0 in 400 cycles)."""
+        the GIL (so that a worker finishes freeing) made it go away (0 hangs in 300 cycles)."""
         if self.accelerator is None:
             return
         self.accelerator.wait_for_everyone()
