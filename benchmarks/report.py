@@ -12,7 +12,8 @@ Writes into the suite's folder:
   line per algorithm (mean over seeds, a band of ± std), with the zero-shot, BC and guide test
   rewards as horizontal lines.
 * ``difficulty.md`` and ``difficulty_<task>.png``: the paper's Figure 3: test prompts split
-  into groups (:data:`DIFFICULTY`: IMDB by the zero-shot policy's reward, CommonGen by
+  into groups (:data:`DIFFICULTY`: IMDB by the zero-shot policy's reward on samples of its
+  own, CommonGen by
   concepts unseen in training) and each row's mean reward per group.
 * ``samples_<task>.md``: every row's generation for the same first test prompts.
 """
@@ -184,6 +185,23 @@ BUCKET_ORDER = (
 )
 
 
+def _split_rewards(zero: Records) -> np.ndarray | None:
+    """Per prompt, the zero-shot reward the split uses: the mean over seeds of its samples of
+    its own (``split_rewards``, see ``benchmarks.run.SPLIT_SEED``) when every zero-shot run
+    has them, else of the samples the row reports (see :func:`split_is_independent`)."""
+    if not zero:
+        return None
+    key = "split_rewards" if split_is_independent(zero) else "rewards"
+    return np.mean([r[key] for r in zero], axis=0)
+
+
+def split_is_independent(zero: Records) -> bool:
+    """Whether the zero-shot runs ``zero`` carry samples of their own for the split. If not,
+    the split selects on the noise of the very samples the zero-shot row reports: its "easy"
+    cell is biased up and its "hard" cell down (regression to the mean)."""
+    return bool(zero) and all("split_rewards" in r for r in zero)
+
+
 def difficulty(
     task: str, groups: dict[str, Records]
 ) -> tuple[list[str], dict[str, dict[str, list[float]]]] | None:
@@ -193,8 +211,8 @@ def difficulty(
     if how is None or not runs:
         return None
     prompts = runs[0]["prompts"]
-    zero = [r["rewards"] for r in groups.get("zero-shot", []) if r["prompts"] == prompts]
-    labels = how(prompts, np.mean(zero, axis=0) if zero else None)
+    zero = [r for r in groups.get("zero-shot", []) if r["prompts"] == prompts]
+    labels = how(prompts, _split_rewards(zero))
     if labels is None:
         return None
     buckets = _ordered(set(labels), BUCKET_ORDER)
@@ -482,6 +500,19 @@ def _write_difficulty_table(
                 lines.append("Needs the zero-shot row's runs.")
             continue
         buckets, table = split
+        zero = by[task].get("zero-shot", [])
+        if DIFFICULTY[task][1] is _terciles_by_initial_reward:
+            lines += [
+                "Split by samples of the zero-shot policy of their own (evaluation seeds "
+                f"{', '.join(str(r['split_eval_seed']) for r in zero)}), not the ones the rows "
+                "report.",
+                "",
+            ] if split_is_independent(zero) else [
+                "Split by the samples the zero-shot row reports: its easy and hard cells are "
+                "biased apart (a prompt is \"easy\" partly because its sample was lucky); the "
+                "other rows are not.",
+                "",
+            ]  # fmt: skip
         lines += ["| Row | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]
         for row in rows:
             if row in table:

@@ -66,6 +66,9 @@ ZERO_SHOT = "zero-shot"
 """A row's "algorithm" for the initial policy: a run of 0 iterations, then evaluated."""
 GUIDE = "guide"
 """A row's "algorithm" for the task's guide, scored on the same prompts (no training)."""
+SPLIT_SEED = 10_000
+"""The zero-shot row's second evaluation, whose rewards split the prompts by difficulty, uses
+evaluation seed ``SPLIT_SEED + seed``: no run is evaluated with it."""
 SAMPLING = ("top_k", "temperature")
 """Settings evaluation samples with (the run's own): only a suite's ``shared`` may set them."""
 RESULTS = Path(__file__).parent / "results"
@@ -504,14 +507,17 @@ def train_row(out: Path, suite: Suite, task: str, key: str, seed: int) -> dict[s
     }
 
 
-def evaluate_row(out: Path, suite: Suite, task: str, key: str, seed: int) -> dict[str, Any]:
+def evaluate_row(
+    out: Path, suite: Suite, task: str, key: str, seed: int, eval_seed: int | None = None
+) -> dict[str, Any]:
     """Score one run on the test split (:func:`agents.evaluate.evaluate`, or
     :func:`agents.evaluate.evaluate_guide` for the guide row, which samples as the runs see
-    it); returns the evaluator's result."""
+    it) with evaluation seed ``eval_seed`` (default: the run's seed); returns the evaluator's
+    result."""
     common = {
         "split": "test",
         "batch_size": suite.eval_batch_size,
-        "seed": seed,
+        "seed": seed if eval_seed is None else eval_seed,
         "num_samples": suite.eval_num_samples,
     }
     if ROWS[key].algo == GUIDE:
@@ -580,6 +586,14 @@ def execute(
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
     }
+    if row.algo == ZERO_SHOT:
+        # The difficulty split (report.DIFFICULTY, the paper's Figure 3) groups prompts by the
+        # initial policy's reward. Measured on the samples this row reports, it would select
+        # on their noise (a prompt lands in "easy" partly because its one sample was lucky),
+        # so the split gets samples of its own, from other evaluation seeds.
+        split = evaluate_row(out, suite, task, key, seed, eval_seed=SPLIT_SEED + seed)
+        record["split_eval_seed"] = SPLIT_SEED + seed
+        record["split_rewards"] = [s["reward"] for s in split["samples"]]
     record["seconds"] = record["train_seconds"] + record["eval_seconds"]
     write_json(result_path(out, task, key, seed), record)
     return record

@@ -51,6 +51,10 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     assert np.isclose(np.mean(record["rewards"]), record["metrics"]["task_reward"])
     zero = json.loads(saved["zero-shot-s0.json"].read_text())
     assert zero["iterations"] == 0 and zero["prompts"] == record["prompts"]  # same prompts
+    # the difficulty split's own samples of the initial policy: another evaluation seed
+    assert zero["split_eval_seed"] == bench.SPLIT_SEED and zero["eval"]["seed"] == 0
+    assert len(zero["split_rewards"]) == len(zero["rewards"])
+    assert "split_rewards" not in record
 
     # the A-LoL rows of both seeds learn from one data file, written once
     data = out / "data" / "Positive-v0.jsonl"
@@ -266,6 +270,39 @@ def test_imdb_prompts_split_in_thirds_by_the_zero_shot_reward() -> None:
     assert table["ppo"] == {"easy (2)": [1.0, 0.0], "medium (2)": [0.5, 0.0],
                             "hard (2)": [0.0, 0.0]}  # fmt: skip
     assert report.difficulty("textgen_env/Positive-v0", groups) is None
+
+
+def test_the_split_uses_the_zero_shot_samples_of_its_own_when_every_run_has_them(
+    tmp_path: Path,
+) -> None:
+    prompts = ["p0", "p1", "p2"]
+    own = {"row": "zero-shot", "prompts": prompts, "rewards": [0.9, 0.5, 0.1]}
+    zero = [
+        own | {"seed": 0, "split_rewards": [0.1, 0.5, 0.9], "split_eval_seed": 10000},
+        own | {"seed": 1, "split_rewards": [0.2, 0.4, 0.6], "split_eval_seed": 10001},
+    ]
+    split = report.difficulty("textgen_env/IMDB-v0", {"zero-shot": zero})
+    assert split is not None
+    # p2 is easy by the split's samples (mean 0.75), though its reported samples scored 0.1
+    assert split[1]["zero-shot"] == {"easy (1)": [0.1, 0.1], "medium (1)": [0.5, 0.5],
+                                     "hard (1)": [0.9, 0.9]}  # fmt: skip
+    assert report.split_is_independent(zero)
+    # one run without them: the split falls back to the reported samples, and says so
+    mixed = [zero[0], own | {"seed": 2}]
+    assert not report.split_is_independent(mixed)
+    split = report.difficulty("textgen_env/IMDB-v0", {"zero-shot": mixed})
+    assert split is not None and split[1]["zero-shot"]["easy (1)"] == [0.9, 0.9]
+
+    def written(runs: list[dict]) -> str:
+        task = "textgen_env/IMDB-v0"
+        by = {task: {"zero-shot": runs}}
+        labels = {"zero-shot": "Zero-shot"}
+        return report._write_difficulty_table(
+            tmp_path, by, [task], ["zero-shot"], labels
+        ).read_text()
+
+    assert "own (evaluation seeds 10000, 10001)" in written(zero)
+    assert "biased apart" in written(mixed) and "biased apart" not in written(zero)
 
 
 def test_a_cell_of_one_seed_shows_its_value_alone() -> None:
