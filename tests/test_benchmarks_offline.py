@@ -17,10 +17,17 @@ def test_by_seeds_names_each_value_with_its_seeds() -> None:
         run("initial", 2, 0.1, data_reward_mean=0.4183705),
     ]
     assert offline._by_seeds(runs, "data_reward_mean", "{:.3f}") == (
-        "0.415 (seeds 0, 1), 0.418 (seed 2)"
+        "0.415 (2 runs of seeds 0, 1), 0.418 (1 run of seed 2)"
     )
-    assert offline._by_seeds(runs, "torch_threads", "{}") == "2 (seeds 0, 1), not recorded (seed 2)"
+    assert offline._by_seeds(runs, "torch_threads", "{}") == (
+        "2 (2 runs of seeds 0, 1), not recorded (1 run of seed 2)"
+    )
     assert offline._by_seeds(runs[:2], "torch_threads", "{}") == "2"
+    # a seed whose rows ran on two days appears under both values, each with its count
+    later = [run("alol", 2, 0.5, torch_threads=2), run("rest", 2, 0.5, torch_threads=2)]
+    assert offline._by_seeds(runs + later, "torch_threads", "{}") == (
+        "2 (4 runs of seeds 0, 1, 2), not recorded (1 run of seed 2)"
+    )
 
 
 def test_table_means_and_sample_std_over_seeds() -> None:
