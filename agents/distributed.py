@@ -52,7 +52,6 @@ from torch import nn
 
 from agents.config import TrainConfig
 from agents.policy import ActorCritic
-from agents.ppo import PPOConfig
 from agents.rundir import RunSetupError
 
 if TYPE_CHECKING:
@@ -147,9 +146,8 @@ def lone_process_of_several() -> bool:
 def check_processes(cfg: TrainConfig, world: int) -> None:
     """Raise :class:`RunSetupError` when ``world`` processes cannot share the run ``cfg``: no
     launcher started them, the launcher asked for sharding (:data:`SHARDING`), a field they
-    split (:func:`split_fields`) does not divide by ``world``, ``target_kl`` would stop each
-    process's update at its own epoch, the device names one index for all, or a process would
-    have no GPU of its own."""
+    split (:func:`split_fields`) does not divide by ``world``, the device names one index for
+    all, or a process would have no GPU of its own."""
     if "WORLD_SIZE" not in os.environ:
         raise RunSetupError(
             f"this process is one of {world} started by mpirun, which this trainer does not "
@@ -176,11 +174,6 @@ def check_processes(cfg: TrainConfig, world: int) -> None:
                 f"{name} {getattr(cfg, name)} does not divide among {world} processes: it counts "
                 f"the episodes (or rows) of all of them; use a multiple of {world}"
             )
-    if isinstance(cfg, PPOConfig) and cfg.target_kl is not None:
-        raise RunSetupError(
-            "target_kl stops the update's epochs on the KL each process measures, so the "
-            "processes would stop at different epochs; leave it unset with several processes"
-        )
     device = torch.device(cfg.device)
     if device.type != "cpu" and device.index is not None:
         raise RunSetupError(
@@ -212,9 +205,12 @@ class ReplicatedPolicy:
     gradients over the processes; the other methods the updates use are π's own.
     """
 
-    def __init__(self, ac: ActorCritic, wrapped: nn.Module) -> None:
+    def __init__(
+        self, ac: ActorCritic, wrapped: nn.Module, summed: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
         self.ac = ac
         self._wrapped: nn.Module | None = wrapped
+        self._summed = summed
 
     @property
     def wrapped(self) -> nn.Module:
@@ -249,6 +245,11 @@ class ReplicatedPolicy:
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The parameters the optimizer updates."""
         return self.ac.trainable_parameters()
+
+    def summed_over_processes(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` summed over every process (an all-reduce: each process must call it at
+        the same point), e.g. the update's KL for ``target_kl``."""
+        return self._summed(values)
 
     def reference_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
@@ -320,7 +321,7 @@ class Processes:
         """π for the update: wrapped by accelerate (DDP) in a multi-process run, else π."""
         if self.accelerator is None:
             return ac
-        self.replicas.append(ReplicatedPolicy(ac, self.accelerator.prepare(ac)))
+        self.replicas.append(ReplicatedPolicy(ac, self.accelerator.prepare(ac), self.summed))
         return self.replicas[-1]
 
     def first_on_main(

@@ -272,6 +272,12 @@ class ActorCritic(nn.Module):
             )
         self.load_state_dict(state, strict=False)
 
+    def summed_over_processes(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` summed over the processes that train π: π trains in this process alone,
+        so ``values`` itself (a multi-process run's π, ``agents.distributed.ReplicatedPolicy``,
+        all-reduces them)."""
+        return values
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (LoRA adapters only, for a LoRA model)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -254,7 +254,7 @@ def update(
             grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
             _log(logs, grad_norm=grad_norm)
             optimizer.step()
-        if cfg.target_kl is not None and epoch_kl and torch.stack(epoch_kl).mean() > cfg.target_kl:
+        if cfg.target_kl is not None and _stop_on_kl(ac, epoch_kl, cfg.target_kl):
             break  # early stopping on KL (CleanRL's target_kl)
     # The gradients are not needed until the next backward: freeing them now keeps their
     # memory (one copy of the trainable weights) out of the next roll-out and forward (#9).
@@ -293,6 +293,17 @@ def select_value(values: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
     ``(B,)`` holds ``PI`` or ``GUIDE`` per row."""
     index = heads.to(values.device).view(-1, 1, 1).expand(-1, values.shape[1], 1)  # (B, G, 1)
     return values.gather(-1, index).squeeze(-1)
+
+
+def _stop_on_kl(ac: ActorCritic, epoch_kl: list[torch.Tensor], target_kl: float) -> bool:
+    """Whether the epoch's mean approximate KL, over its minibatches in every process, passes
+    ``target_kl``. The same answer in every process, so they stop at the same epoch (#12);
+    every process joins the sum, one without π tokens this epoch with a count of 0."""
+    device = ac.trainable_parameters()[0].device
+    kl = torch.stack(epoch_kl).sum() if epoch_kl else torch.zeros((), device=device)
+    count = torch.tensor(float(len(epoch_kl)), device=kl.device)
+    total, n = ac.summed_over_processes(torch.stack([kl.float(), count])).tolist()  # (2,)
+    return n > 0 and total / n > target_kl
 
 
 def _log(logs: dict[str, list[torch.Tensor]], **values: torch.Tensor) -> None:

@@ -20,6 +20,7 @@ from agents.algorithms import ALGORITHMS, Algorithm
 from agents.build import TOY_MODEL, build_envs, build_policy
 from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
+from agents.distributed import ReplicatedPolicy
 from agents.engine import Actor, Plan, Rollout, collect
 from agents.losses import logprobs_from_logits
 from agents.masked import masked_mean
@@ -342,6 +343,34 @@ def test_early_stopping_on_target_kl() -> None:
     no_stop = dataclasses.replace(cfg, target_kl=None)
     stats = ppo.update(ac, opt, ppo.score(ac, rollout(PPO_PP), no_stop, 0.0), no_stop, RNG)
     assert stats["losses/epochs"] == 8.0
+
+
+def test_target_kl_stops_every_process_at_the_same_epoch() -> None:
+    """With several processes the stop is decided on the KL of every process's minibatches
+    (issue #12): here a second process, stood in for by the all-reduce, measured a KL far
+    above the target while this one's stays below it."""
+    ac = perturbed_actor_critic()
+    cfg = ppo.PPOConfig(batch_size=16, minibatch_size=4, update_epochs=8, learning_rate=1e-6,
+                        target_kl=0.01)  # fmt: skip
+    sums: list[torch.Tensor] = []
+
+    def with_other_process(other_kl_sum: float):
+        def summed(values: torch.Tensor) -> torch.Tensor:  # (2,): KL sum, minibatch count
+            sums.append(values.clone())
+            return values + torch.tensor([other_kl_sum, 4.0])
+
+        return ReplicatedPolicy(ac, ac, summed)
+
+    def epochs(policy) -> float:
+        batch = ppo.score(ac, rollout(PPO_PP), cfg, 0.0)
+        opt = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.learning_rate)
+        return ppo.update(policy, opt, batch, cfg, np.random.default_rng(0))["losses/epochs"]
+
+    assert epochs(with_other_process(0.0)) == 8.0  # both below the target: no stop
+    assert len(sums) == 8 and all(s[1] == 4.0 and s[0] < 0.04 for s in sums)  # 4 minibatches
+    sums.clear()
+    assert epochs(with_other_process(4.0)) == 1.0  # the other's KL (mean 1.0) stops both
+    assert len(sums) == 1
 
 
 # ----------------------------------------------------------------------------- config checks

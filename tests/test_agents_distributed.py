@@ -238,6 +238,21 @@ def test_another_number_of_processes_continues_the_run(
     assert len(rewards(out)) == 14  # iterations 12 and 13 logged after the 2-process run's
 
 
+def test_target_kl_stops_both_processes_at_the_same_epoch(tmp_path: Path) -> None:
+    """``--target-kl`` with 2 processes: the KL that decides the stop is the mean over both
+    processes' minibatches, so they stop together (a process stopping alone would leave the
+    other's next DDP backward waiting). Each iteration's logged epoch count, the mean of the
+    two processes', is then a whole number, and the target cuts some updates short."""
+    out = tmp_path / "run"
+    at = TRAIN.index("--total-iterations")
+    args = [*TRAIN[:at], "--total-iterations", "4", *TRAIN[at + 2 :], "--target-kl", "0.01"]
+    done = launch(*args, "--output-dir", str(out))
+    assert done.returncode == 0, done.stdout[-3000:]
+    epochs = rewards(out, "losses/epochs")
+    assert len(epochs) == 4 and all(e == int(e) for e in epochs), epochs
+    assert min(epochs) < 4, epochs  # the target stopped an update early
+
+
 # ----------------------------------------------------------------------------- offline
 
 # ReST on Reverse-v0: 4 Grow steps of 16 episodes (2 chunks of 8) and 2 Improve steps each.
@@ -414,7 +429,6 @@ def tiny(out: Path, **kw: object) -> PPOConfig:
     ("settings", "error"),
     [
         (dict(batch_size=6, minibatch_size=3), r"minibatch_size 3 does not divide among 2"),
-        (dict(target_kl=0.1), r"target_kl .* leave it unset with several processes"),
     ],
 )
 def test_settings_the_processes_cannot_share_are_refused(
@@ -486,7 +500,7 @@ def test_a_released_replica_refuses_to_run() -> None:
     """After :meth:`Processes.finish` released it, π's DDP wrapper is gone: using it raises
     instead of running a forward pass on a process group that has ended."""
     ac = ActorCritic(tiny_causal_lm(11, seed=0, **TOY_MODEL))
-    replica = ReplicatedPolicy(ac, torch.nn.Identity())
+    replica = ReplicatedPolicy(ac, torch.nn.Identity(), summed=lambda v: v)
     assert replica.train() is replica
     replica.release()
     with pytest.raises(RuntimeError, match=r"DDP wrapper was released"):
