@@ -12,6 +12,13 @@ rows, 35 ms at 16); until then finished rows ride along and their outputs stay f
 :func:`sample_next` is the pure per-step token choice (greedy, temperature, top-k, top-p), so
 other loops (e.g. RL agents that also need log-probabilities) can reuse it.
 
+The loops run under ``torch.no_grad()``, not ``torch.inference_mode()`` (issue #9): under
+bf16 autocast, torch keeps the bf16 copy of each trainable weight for the whole autocast
+region only outside inference mode. In inference mode every step cast every weight again:
+measured on the 2-core CPU, SmolLM2's 576 x 49,152 LM head for 16 rows took 65 ms per step
+under autocast in inference mode, 17 ms under ``no_grad`` (13 ms with bf16 weights, 39 ms
+in fp32).
+
 Shapes in comments: ``B`` rows, ``T`` context columns, ``V`` vocabulary entries.
 """
 
@@ -190,7 +197,7 @@ def _can_prune(cache: Any) -> bool:
     )
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: see the module doc (bf16 autocast)
 def sample(
     model: Any,
     input_ids: torch.LongTensor,
@@ -316,7 +323,7 @@ def _check_prefixes(prefixes: Sequence[Sequence[int]], batch: int) -> list[list[
     return out
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: see the module doc (bf16 autocast)
 def sample_seq2seq(
     model: Any,
     encoder_ids: torch.LongTensor,
