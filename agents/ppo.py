@@ -63,8 +63,9 @@ class PPOConfig(TrainConfig):
     """Entropy bonus coefficient (entropy is always logged)."""
     target_kl: float | None = None
     """Early stopping: end the update's epochs once the mean approximate KL(old ‖ new) of an
-    epoch exceeds this (as in CleanRL); None never stops early. Not the adaptive β_KL target
-    (that is adaptive_kl_target)."""
+    epoch exceeds this (as in CleanRL; with several processes, the mean over all of them, so
+    they stop together); None never stops early. Not the adaptive β_KL target (that is
+    adaptive_kl_target)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
