@@ -266,12 +266,23 @@ def bounds(hw: dict, n_params: int) -> dict:
     update = 3 * 2 * n_params * tokens  # forward + backward of π on the batch
     reference = 2 * n_params * tokens  # no-grad forward of π_ref (π's scoring pass is reused)
     decode_bytes = 4 * n_params * NEW  # fp32 weights read once per decoding step
+    bandwidth = hw["memory_gb_per_s"] * 1e9
     return {
         "update_seconds_fp32": update / fp32,
         "update_seconds_bf16": update / bf16,
         "reference_seconds_fp32": reference / fp32,
-        "generation_seconds_fp32": decode_bytes / (hw["memory_gb_per_s"] * 1e9),
+        "reference_seconds_bf16": reference / bf16,
+        "generation_seconds_fp32": decode_bytes / bandwidth,
+        "generation_seconds_bf16": decode_bytes / 2 / bandwidth,  # bf16 weights: half the bytes
     }
+
+
+def iteration_floor(b: dict, precision: str) -> float | None:
+    """A PPO iteration's lower bound in ``precision`` ("fp32", "bf16"): π's forward and
+    backward, π_ref's forward and the decoding, each at the machine's measured rate, nothing
+    else (None for a report written before the bf16 bounds were)."""
+    keys = [f"{part}_seconds_{precision}" for part in ("update", "reference", "generation")]
+    return sum(b[k] for k in keys) if all(k in b for k in keys) else None
 
 
 def main() -> None:
@@ -319,6 +330,22 @@ def main() -> None:
     (OUT / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
     (OUT / "perf.md").write_text(markdown(report) + "\n")
     print(f"wrote {OUT / 'perf.md'}")
+
+
+def _floors(b: dict, trl: dict | None) -> list[str]:
+    """The sentence comparing each precision's iteration floor with its target (#9)."""
+    floors = {p: iteration_floor(b, p) for p in ("fp32", "bf16")}
+    if floors["fp32"] is None or floors["bf16"] is None:
+        return []
+    parts = [f"{floors[p]:.2f} s {p}" for p in ("fp32", "bf16")]
+    if trl and "seconds" in trl:
+        parts = [
+            f"{part} = {floors[p] / trl['seconds']:.2f}× TRL's iteration (target ≤ {target})"
+            for part, p, target in zip(parts, ("fp32", "bf16"), ("0.5", "0.25"), strict=True)
+        ]
+    return ["", "Floor of one iteration at these rates (the three bounds added, no other work): "
+            + "; ".join(parts) + ". A target below its floor cannot be met on this machine "
+            "without doing less work."]  # fmt: skip
 
 
 def markdown(r: dict) -> str:
@@ -395,6 +422,7 @@ def markdown(r: dict) -> str:
         f"tokens) {b['update_seconds_fp32']:.2f} s fp32 / {b['update_seconds_bf16']:.2f} s bf16; "
         f"π_ref's no-grad forward {b['reference_seconds_fp32']:.2f} s fp32; generation "
         f"{b['generation_seconds_fp32']:.2f} s fp32.",
+        *_floors(b, trl),
         "", "## History: what each change saved (issue #9; figures from the run named)", "",
         "| change | measured |", "| --- | --- |",
         *[f"| {change} | {saved} |" for change, saved in HISTORY],
