@@ -88,8 +88,7 @@ class TrainConfig:
     """Torch device for the policy ("cpu", "cuda", ...)."""
     bf16: bool = False
     """Run the LM passes (sampling, scoring, update) under bf16 autocast: several times faster
-    on GPUs and on CPUs with avx512_bf16; π's weights, optimizer and losses stay fp32, the
-    frozen π_ref copy (and the default guide, which shares it) is held in bf16."""
+    on GPUs and on CPUs with avx512_bf16; weights, optimizer and losses stay fp32."""
     activation_checkpointing: bool = False
     """Recompute each layer's activations in the update's backward pass instead of keeping
     them: less memory, about a third more update compute."""
