@@ -89,10 +89,8 @@ class ActorCritic(nn.Module):
             adapter-disabled base when ``model`` is a LoRA model, otherwise a frozen copy of
             the initial ``model`` (the one extra LM copy PPO needs). Pass the guide's model
             here when guide and reference are the same model, to share it.
-        bf16: Run the LM passes under bf16 autocast (π's weights and value head stay fp32;
-            log-probs are computed in fp32). The frozen copy made for π_ref is held in bf16
-            (and so is the default guide, which shares it); a ``reference`` passed in is used
-            as it is.
+        bf16: Run the LM passes under bf16 autocast (weights and value head stay fp32; log-probs
+            are computed in fp32).
         activation_checkpointing: Recompute the policy LM's layer activations in the backward
             pass (transformers' activation checkpointing, non-reentrant).
     """
@@ -120,11 +118,6 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.bias)
         if reference is None and not self.is_lora:
             reference = copy.deepcopy(model)
-            if self.bf16:
-                # Frozen, so autocast would cast its weights anew at every forward (it keeps
-                # casts of trainable weights only), and the guide that shares it decodes with
-                # it step by step: held in bf16, half the memory and no casts (issue #9).
-                reference.to(torch.bfloat16)
         if reference is not None:
             reference.eval().requires_grad_(False)
         # Kept out of the module tree: never trained, never saved in the policy checkpoint.
