@@ -83,6 +83,12 @@ def test_bf16_autocast_is_close_to_fp32_and_trains(tmp_path: object) -> None:
         bf16 = ActorCritic(model, bf16=True)(ids, mask, 3)[0]
     assert bf16.dtype == torch.bfloat16 and fp32.dtype == torch.float32
     torch.testing.assert_close(bf16.float(), fp32, rtol=0.05, atol=0.05)
+    # π_ref runs through the same arithmetic as π (fp32 weights under autocast), so before any
+    # update the KL penalty is exactly 0 and A-LoL's sequence ratio π/π_ref exactly 1: a π_ref
+    # held in bf16 would differ by rounding on every token, and the ratio compounds it.
+    ac = ActorCritic(model, bf16=True)
+    with torch.no_grad():
+        assert torch.equal(ac(ids, mask, 3)[0], ac.reference_logits(ids, mask, 3))
     cfg = PPOConfig(total_iterations=2, batch_size=4, minibatch_size=2, update_epochs=1,
                     learning_rate=1e-3, top_k=0, bf16=True, output_dir=str(tmp_path))  # fmt: skip
     run(cfg, "ppo")  # the divergence guard would stop a run with non-finite losses
