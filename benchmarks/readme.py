@@ -19,7 +19,9 @@ The blocks and their sources (file names relative to ``benchmarks/results/``):
 * ``before-issue8``: the toy learning figures before and after the agents redesign, from
   ``before_issue8/learning_*.json`` and ``learning_*.json``;
 * ``paper-small``: the IMDB-v0 columns of ``paper-small/table.md`` (written by
-  ``python -m benchmarks.run --suite paper-small``), or a sentence saying it has not been run.
+  ``python -m benchmarks.run --suite paper-small``), or a sentence saying it has not been run;
+* ``offline``: the offline algorithms against BC on the same data, one column per task, from
+  ``offline_toy.json``, ``offline_imdb.json`` and ``offline_commongen.json``.
 
 Every render function takes a mapping from file name to its content (parsed JSON, or the text
 of a ``.md`` file) and returns Markdown; :class:`ResultsFolder` is that mapping over a folder,
@@ -422,6 +424,74 @@ def render_paper_small(results: Results) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- offline
+
+# The offline evidence files of benchmarks/offline.py: (file, column title, metric).
+OFFLINE_TASKS = (
+    ("offline_toy.json", "Reverse-v0 reward", "task_reward"),
+    ("offline_imdb.json", "IMDB-v0 VADER", "task_reward"),
+    ("offline_imdb.json", "IMDB-v0 perplexity", "perplexity"),
+    ("offline_commongen.json", "CommonGen-v0 CIDEr-D", "task_reward"),
+)
+# benchmarks/offline.py's rows, in its order, with their README labels.
+OFFLINE_ROWS = {
+    "initial": "initial π",
+    "nll (BC)": "BC (`nll`)",
+    "bc+nll": "BC, twice the steps",
+    "alol": "A-LoL",
+    "bc+alol": "BC+A-LoL",
+    "bc+alol_seq": "BC+A-LoL seq",
+    "bc+alol_ref_free": "BC+A-LoL ref-free",
+    "bc+alol_kl": "BC+A-LoL KL",
+    "bc+wbc": "BC+wBC",
+    "bc+rlol": "BC+R-LoL",
+    "rest": "ReST",
+    "bc+rest": "BC+ReST",
+}
+
+
+def mean_std_cell(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± std (n)``; one value alone (no spread to show)."""
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f} (1)"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})"
+
+
+def render_offline(results: Results) -> str:
+    cells: dict[str, dict[str, list[float]]] = {row: {} for row in OFFLINE_ROWS}
+    for name, title, metric in OFFLINE_TASKS:
+        for run in results[name]["runs"]:
+            if run["row"] in cells and metric in run["metrics"]:
+                cells[run["row"]].setdefault(title, []).append(run["metrics"][metric])
+    titles = [title for _, title, _ in OFFLINE_TASKS]
+    lines = ["| row | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    for row, label in OFFLINE_ROWS.items():
+        if cells[row]:
+            values = [mean_std_cell(cells[row].get(t, []), 2 if "perplexity" in t else 3)
+                      for t in titles]  # fmt: skip
+            lines.append(f"| {label} | " + " | ".join(values) + " |")
+    links = ", ".join(
+        f"[{file.removeprefix('offline_').removesuffix('.json')}]"
+        f"(benchmarks/results/{file.removesuffix('.json')}.md)"
+        for file in dict.fromkeys(file for file, _, _ in OFFLINE_TASKS)
+    )
+    return "\n\n".join(
+        [
+            wrap(
+                "`python -m benchmarks.offline --task toy|imdb|commongen`: test split, mean ± std "
+                "over seeds (their number in brackets); the `BC+` rows start from the same "
+                'seed\'s BC policy, which is also their π_ref; "BC, twice the steps" is their '
+                f"compute-matched control. Per task, with its data file and train times: {links}."
+            ),
+            "\n".join(lines),
+        ]
+    )
+
+
 # ----------------------------------------------------------------------------- README
 
 BLOCKS: dict[str, Callable[[Results], str]] = {
@@ -430,6 +500,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "measured": render_measured,
     "before-issue8": render_before_issue8,
     "paper-small": render_paper_small,
+    "offline": render_offline,
 }
 
 

@@ -23,6 +23,7 @@ SOURCES = (
     "policy_vs_guide.json",
     *readme.LEARNING_FILES,
     *(f"before_issue8/{name}" for name in readme.LEARNING_FILES),
+    *dict.fromkeys(file for file, _, _ in readme.OFFLINE_TASKS),
 )
 
 
@@ -313,6 +314,35 @@ def test_render_paper_small_without_imdb_columns() -> None:
     assert readme.render_paper_small({"paper-small/table.md": text}).endswith(
         "has no IMDB-v0 columns yet."
     )
+
+
+def test_render_offline_one_column_per_task_and_metric() -> None:
+    def runs(*rows: tuple[str, int, dict[str, float]]) -> dict[str, Any]:
+        return {"runs": [{"row": r, "seed": s, "metrics": m} for r, s, m in rows]}
+
+    results = {
+        "offline_toy.json": runs(
+            ("initial", 0, {"task_reward": 0.1}),
+            ("bc+alol", 0, {"task_reward": 0.7}),
+            ("bc+alol", 1, {"task_reward": 0.9}),
+        ),
+        "offline_imdb.json": runs(
+            ("initial", 0, {"task_reward": 0.2, "perplexity": 11.0}),
+            ("bc+alol", 0, {"task_reward": 0.5, "perplexity": 10.5}),
+        ),
+        "offline_commongen.json": runs(("nll (BC)", 2, {"task_reward": 0.95})),
+    }
+    text = readme.render_offline(results)
+    table = text[text.index("| row |") :].splitlines()
+    assert table[0] == (
+        "| row | Reverse-v0 reward | IMDB-v0 VADER | IMDB-v0 perplexity | CommonGen-v0 CIDEr-D |"
+    )
+    assert table[2:] == [
+        "| initial π | 0.100 (1) | 0.200 (1) | 11.00 (1) | — |",
+        "| BC (`nll`) | — | — | — | 0.950 (1) |",  # rows keep benchmarks.offline's order
+        "| BC+A-LoL | 0.800 ± 0.141 (2) | 0.500 (1) | 10.50 (1) | — |",  # sample std
+    ]
+    assert "[commongen](benchmarks/results/offline_commongen.md)" in flat(text)
 
 
 # ----------------------------------------------------------------------------- --check
