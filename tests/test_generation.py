@@ -204,6 +204,31 @@ def test_top_k_keeps_ties_with_the_kth_score() -> None:
     torch.testing.assert_close(freq, expected, rtol=0, atol=0.03)
 
 
+def test_top_k_ties_of_bf16_logits_are_drawn_among_the_2k_best() -> None:
+    """bf16 logits tie often: a tie inside the 2k best is drawn there (issue #9), with the
+    full path's distribution; ties beyond the 2k best still take the full path. fp32 ties
+    keep the full path and its random stream (saved runs replay)."""
+    logits = torch.tensor([[3.0, 2.0, 2.0, 1.0, 0.0]]).expand(4000, 5)
+    draws = sample_next(logits.bfloat16(), top_k=2, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).double() / draws.numel()
+    e = torch.tensor([3.0, 2.0, 2.0]).exp()
+    expected = torch.cat([e / e.sum(), torch.zeros(2)]).double()  # [0.576, 0.212, 0.212, 0, 0]
+    torch.testing.assert_close(freq, expected, rtol=0, atol=0.03)
+    # the fast path draws differently from the full path for the same generator...
+    fast = sample_next(logits.bfloat16(), top_k=2, generator=torch.Generator().manual_seed(1))
+    full = sample_next(logits, top_k=2, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(fast, full)
+    # ...and fp32 ties take the full path: the draw a filtered full softmax gives
+    kept = logits.masked_fill(logits < 2.0, float("-inf")).softmax(dim=-1)
+    assert torch.equal(
+        full, torch.multinomial(kept, 1, generator=torch.Generator().manual_seed(1)).squeeze(-1)
+    )
+    # ties running past the 2k best (six equal scores, k = 2): every tied id stays possible
+    flat = torch.tensor([[1.0] * 6 + [0.0]]).expand(3000, 7).bfloat16()
+    draws = sample_next(flat, top_k=2, generator=torch.Generator().manual_seed(0))
+    assert set(draws.tolist()) == set(range(6))
+
+
 def test_top_k_with_fewer_finite_scores_than_k() -> None:
     """-inf scores are never drawn, also when fewer than k scores are finite."""
     logits = torch.tensor([[0.0, float("-inf"), 1.0, float("-inf"), float("-inf")]])

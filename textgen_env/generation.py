@@ -94,6 +94,18 @@ def sample_next(
         if bool((best[:, top_k] < best[:, top_k - 1]).all()):
             pick = torch.multinomial(best[:, :top_k].softmax(dim=-1), 1, generator=generator)
             return ids.gather(-1, pick).squeeze(-1)  # (B,)
+        if logits.dtype not in (torch.float32, torch.float64):
+            # bf16 logits (autocast) tie with the k-th score in most steps (1/16 apart near
+            # the top): draw among the 2k best when they hold every tie, not over V (issue
+            # #9: 32 ms per step for 16 x 49,152). fp32 logits rarely tie and keep the full
+            # path below, so that runs saved before this path replay token for token.
+            width = min(vocab, 2 * top_k)
+            best, ids = torch.topk(scores, width, dim=-1)  # (B, 2k) each, sorted
+            kth = best[:, top_k - 1 : top_k]  # (B, 1)
+            if width == vocab or bool((best[:, -1:] < kth).all()):
+                kept = best.masked_fill(best < kth, float("-inf"))  # (B, 2k): k best + ties
+                pick = torch.multinomial(kept.softmax(dim=-1), 1, generator=generator)
+                return ids.gather(-1, pick).squeeze(-1)  # (B,)
     if 0 < top_k < vocab:
         kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # (B, 1)
         scores = scores.masked_fill(scores < kth, float("-inf"))
