@@ -185,14 +185,40 @@ BUCKET_ORDER = (
 )
 
 
-def _split_rewards(zero: Records) -> np.ndarray | None:
-    """Per prompt, the zero-shot reward the split uses: the mean over seeds of its samples of
-    its own (``split_rewards``, see ``benchmarks.run.SPLIT_SEED``) when every zero-shot run
-    has them, else of the samples the row reports (see :func:`split_is_independent`)."""
+def splits_by_initial_reward(task: str) -> bool:
+    """Whether ``task``'s prompts are grouped by the zero-shot policy's reward (its zero-shot
+    runs then sample the test prompts again for the split, ``benchmarks.run.SPLIT_SEED``)."""
+    return DIFFICULTY.get(task, ("", None))[1] is _terciles_by_initial_reward
+
+
+def split_samples(zero: Records) -> np.ndarray | None:
+    """The zero-shot rewards the split ranks prompts by, ``(S, P)``: every sample of their own
+    (``split_rewards``) when every zero-shot run has them, else the samples the row reports
+    (see :func:`split_is_independent`)."""
     if not zero:
         return None
     key = "split_rewards" if split_is_independent(zero) else "rewards"
-    return np.mean([r[key] for r in zero], axis=0)
+    return np.concatenate([np.atleast_2d(np.asarray(r[key], dtype=float)) for r in zero])
+
+
+def _split_rewards(zero: Records) -> np.ndarray | None:
+    """Per prompt, the mean of :func:`split_samples`."""
+    samples = split_samples(zero)
+    return None if samples is None else samples.mean(axis=0)
+
+
+def split_half_reliability(samples: np.ndarray) -> tuple[float, float] | None:
+    """How well ``samples`` ``(S, P)`` rank the P prompts: the correlation ``r`` over prompts
+    of the means of the even and of the odd samples, and the Spearman–Brown reliability of
+    the mean of all S, ``2r / (1 + r)`` (1: a stable ranking; 0 or below: noise). None for
+    fewer than 2 samples or no spread."""
+    if samples.shape[0] < 2:
+        return None
+    a, b = samples[0::2].mean(axis=0), samples[1::2].mean(axis=0)
+    if a.std() == 0 or b.std() == 0:
+        return None
+    r = float(np.corrcoef(a, b)[0, 1])
+    return r, (2 * r / (1 + r) if r > -1 else float("-inf"))
 
 
 def split_is_independent(zero: Records) -> bool:
@@ -500,19 +526,9 @@ def _write_difficulty_table(
                 lines.append("Needs the zero-shot row's runs.")
             continue
         buckets, table = split
-        zero = by[task].get("zero-shot", [])
-        if DIFFICULTY[task][1] is _terciles_by_initial_reward:
-            lines += [
-                "Split by samples of the zero-shot policy of their own (evaluation seeds "
-                f"{', '.join(str(r['split_eval_seed']) for r in zero)}), not the ones the rows "
-                "report.",
-                "",
-            ] if split_is_independent(zero) else [
-                "Split by the samples the zero-shot row reports: its easy and hard cells are "
-                "biased apart (a prompt is \"easy\" partly because its sample was lucky); the "
-                "other rows are not.",
-                "",
-            ]  # fmt: skip
+        zero = [r for r in by[task].get("zero-shot", []) if r["prompts"] == runs_prompts(by[task])]
+        if splits_by_initial_reward(task):
+            lines += [_split_note(zero), ""]
         lines += ["| Row | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]
         for row in rows:
             if row in table:
@@ -521,6 +537,39 @@ def _write_difficulty_table(
     path = folder / "difficulty.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def runs_prompts(groups: dict[str, Records]) -> list[str]:
+    """The test prompts :func:`difficulty` splits: those of the task's first run."""
+    return next(r for rs in groups.values() for r in rs)["prompts"]
+
+
+def _split_note(zero: Records) -> str:
+    """What the IMDB split stands on: whose samples, how many, and how reliable a ranking."""
+    samples = split_samples(zero)
+    assert samples is not None
+    if not split_is_independent(zero):
+        return (
+            "Split by the samples the zero-shot row reports: its easy and hard cells are "
+            'biased apart (a prompt is "easy" partly because its sample was lucky); the other '
+            "rows are not."
+        )
+    seeds = sorted(s for r in zero for s in r.get("split_eval_seeds", [r.get("split_eval_seed")]))
+    note = (
+        f"Split by {samples.shape[0]} samples per prompt of the zero-shot policy of their own "
+        f"(evaluation seeds {', '.join(map(str, seeds))}), not the ones the rows report"
+    )
+    rel = split_half_reliability(samples)
+    if rel is None:
+        return note + "."
+    r, rho = rel
+    verdict = (
+        "a usable ranking" if rho >= 0.7 else "mostly noise" if rho < 0.4 else "a rough ranking"
+    )
+    return (
+        f"{note}. Split-half correlation of the per-prompt means r = {r:.2f}, reliability of "
+        f"the ranking (Spearman–Brown) {rho:.2f}: {verdict}."
+    )
 
 
 def _cell_text(text: str) -> str:

@@ -34,6 +34,9 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "smoke"
+    # Positive-v0 split like IMDB-v0 (by the zero-shot reward), so that its zero-shot runs
+    # sample the test prompts again for the split
+    monkeypatch.setitem(report.DIFFICULTY, TASK, report.DIFFICULTY["textgen_env/IMDB-v0"])
     assert bench.main(["--suite", "smoke", "--out", str(out)]) == 0
     rows = ("zero-shot", "guide", "bc", "ppo", "bc+ppo", "alol", "rest", "bc+alol")
     saved = results(out)
@@ -51,10 +54,15 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     assert np.isclose(np.mean(record["rewards"]), record["metrics"]["task_reward"])
     zero = json.loads(saved["zero-shot-s0.json"].read_text())
     assert zero["iterations"] == 0 and zero["prompts"] == record["prompts"]  # same prompts
-    # the difficulty split's own samples of the initial policy: another evaluation seed
-    assert zero["split_eval_seed"] == bench.SPLIT_SEED and zero["eval"]["seed"] == 0
-    assert len(zero["split_rewards"]) == len(zero["rewards"])
+    # the difficulty split's own samples of the initial policy: other evaluation seeds
+    assert zero["split_eval_seeds"] == [bench.SPLIT_SEED, bench.SPLIT_SEED + 1]
+    assert zero["eval"]["seed"] == 0 and zero["split_rewards"][0] != zero["split_rewards"][1]
+    assert [len(r) for r in zero["split_rewards"]] == [len(zero["rewards"])] * 2
     assert "split_rewards" not in record
+    one = json.loads(saved["zero-shot-s1.json"].read_text())["split_eval_seeds"]
+    assert one == [bench.SPLIT_SEED + 2, bench.SPLIT_SEED + 3]  # no seed used twice
+    note = (out / "difficulty.md").read_text()
+    assert "Split by 4 samples per prompt of the zero-shot policy of their own" in note
 
     # the A-LoL rows of both seeds learn from one data file, written once
     data = out / "data" / "Positive-v0.jsonl"
@@ -278,8 +286,8 @@ def test_the_split_uses_the_zero_shot_samples_of_its_own_when_every_run_has_them
     prompts = ["p0", "p1", "p2"]
     own = {"row": "zero-shot", "prompts": prompts, "rewards": [0.9, 0.5, 0.1]}
     zero = [
-        own | {"seed": 0, "split_rewards": [0.1, 0.5, 0.9], "split_eval_seed": 10000},
-        own | {"seed": 1, "split_rewards": [0.2, 0.4, 0.6], "split_eval_seed": 10001},
+        own | {"seed": 0, "split_rewards": [[0.1, 0.5, 0.9]], "split_eval_seeds": [10000]},
+        own | {"seed": 1, "split_rewards": [[0.2, 0.4, 0.6]], "split_eval_seeds": [10001]},
     ]
     split = report.difficulty("textgen_env/IMDB-v0", {"zero-shot": zero})
     assert split is not None
@@ -301,8 +309,23 @@ def test_the_split_uses_the_zero_shot_samples_of_its_own_when_every_run_has_them
             tmp_path, by, [task], ["zero-shot"], labels
         ).read_text()
 
-    assert "own (evaluation seeds 10000, 10001)" in written(zero)
+    assert (
+        "2 samples per prompt of the zero-shot policy of their own (evaluation seeds "
+        "10000, 10001)" in " ".join(written(zero).split())
+    )
+    # two samples in the same order of the prompts: split-half r = 1 (mean 0.15, 0.45, 0.75)
+    assert "r = 1.00, reliability of the ranking (Spearman–Brown) 1.00: a usable" in written(zero)
     assert "biased apart" in written(mixed) and "biased apart" not in written(zero)
+
+
+def test_split_half_reliability_by_hand() -> None:
+    # 4 samples of 3 prompts: even samples 0, 2 and odd samples 1, 3
+    samples = np.array([[0.0, 1.0, 2.0], [0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [0.0, 2.0, 1.0]])
+    r, rho = report.split_half_reliability(samples)
+    # halves (0, 1, 2) and (0, 2, 1): r = 0.5, Spearman–Brown 2·0.5 / 1.5
+    assert r == pytest.approx(0.5) and rho == pytest.approx(2 / 3)
+    assert report.split_half_reliability(samples[:1]) is None  # one sample: no halves
+    assert report.split_half_reliability(np.ones((2, 3))) is None  # no spread
 
 
 def test_a_cell_of_one_seed_shows_its_value_alone() -> None:
