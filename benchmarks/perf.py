@@ -65,7 +65,7 @@ HISTORY: list[tuple[str, str]] = [
     ),
     (
         "π's scoring pass reused by the update with one epoch over one minibatch (986b3e3)",
-        "one LM forward fewer per iteration (not measured alone; in this report's rows)",
+        "one LM forward fewer per iteration (not measured alone; in the rows of 7e8d4fb)",
     ),
     (
         "activation checkpointing as an option (cc96cf8)",
@@ -78,14 +78,14 @@ HISTORY: list[tuple[str, str]] = [
     ),
     (
         "top-k sampling among the k best only (7f5b1d1)",
-        "sample_next 121 → 15 ms per step, 16 rows; roll-out / generate 1.08 → 0.87 (this report)",
+        "sample_next 121 → 15 ms per step, 16 rows; roll-out / generate 1.08 → 0.87 (7e8d4fb)",
     ),
     (
         "token log-prob and entropy through their own chunked autograd functions (d6012d5), "
         "value head from the LM head's input (1051d1c), scoring pass in its own row order, "
         "π_ref's logits and gradients freed early (1cf4aad)",
         "PPO peak RSS 0.64× → 0.56× TRL's, with activation "
-        "checkpointing 0.45× → 0.38× (ace60e2 vs this report)",
+        "checkpointing 0.45× → 0.38× (ace60e2 vs 7e8d4fb)",
     ),
     ("fused AdamW (bfebf29)", "optimizer step 0.30 → 0.06 s for SmolLM2's parameters"),
 ]
