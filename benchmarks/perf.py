@@ -88,6 +88,14 @@ HISTORY: list[tuple[str, str]] = [
         "checkpointing 0.45× → 0.38× (ace60e2 vs 7e8d4fb)",
     ),
     ("fused AdamW (bfebf29)", "optimizer step 0.30 → 0.06 s for SmolLM2's parameters"),
+    (
+        "sampling loops under no_grad, not inference_mode, so that autocast keeps π's bf16 "
+        "weight copies for a whole roll-out (0bd4ecb); top-k of tied bf16 logits drawn among "
+        "the 2k best, not over the vocabulary (4db6186)",
+        "LM head, 16 rows: 65 → 17 ms per decoding step under autocast; bf16 generation / fp32 "
+        "generation in one run 1.47 (7e8d4fb: 9.80 vs 6.68 s) → 0.80 (this run: 7.33 vs 9.14 s); "
+        "bf16 iteration / TRL's 0.67× → 0.48×",
+    ),
 ]
 
 
