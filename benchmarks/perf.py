@@ -93,7 +93,7 @@ HISTORY: list[tuple[str, str]] = [
         "weight copies for a whole roll-out (0bd4ecb); top-k of tied bf16 logits drawn among "
         "the 2k best, not over the vocabulary (4db6186)",
         "LM head, 16 rows: 65 → 17 ms per decoding step under autocast; bf16 generation / fp32 "
-        "generation in one run 1.47 (7e8d4fb: 9.80 vs 6.68 s) → 0.80 (this run: 7.33 vs 9.14 s); "
+        "generation in one run 1.47 (7e8d4fb: 9.80 vs 6.68 s) → 0.80 (c619f91: 7.33 vs 9.14 s); "
         "bf16 iteration / TRL's 0.67× → 0.48×",
     ),
 ]
