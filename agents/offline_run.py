@@ -4,9 +4,10 @@
 same errors as the online loop (:func:`agents.trainer.run`): check the settings, join the
 processes a launcher started (:mod:`agents.distributed`), claim the output directory (the main
 process), load the checkpoint to resume (or the ``--init-from`` policy, which becomes π_ref),
-seed, build the policy and its train envs, restore every saved state, open TensorBoard (the
-main process). :meth:`OfflineRun.checkpoint` writes an atomic checkpoint (the main process)
-holding the optimizer, the family's own state and every process's RNG states.
+seed, build the policy and its train envs, restore every saved state. TensorBoard opens at
+the first logged value (the main process), once the family has checked its data.
+:meth:`OfflineRun.checkpoint` writes an atomic checkpoint (the main process) holding the
+optimizer, the family's own state and every process's RNG states.
 
 Randomness with N processes: the run's generator ``np_rng`` (which rows a step draws) is
 seeded from the run's seed in every process, so every process draws the same global
@@ -74,7 +75,9 @@ class OfflineRun:
     np_rng: np.random.Generator
     """The run's generator, the same stream in every process."""
     writer: SummaryWriter | None
-    """TensorBoard (the main process; ``None`` in the others)."""
+    """TensorBoard, opened by the main process's first :meth:`log` (``None`` until then, and
+    in the others): a run refused while it checks its data leaves no log behind, so the
+    directory does not hold a run that never trained (a rerun needs no ``--overwrite``)."""
     done: int
     """Units of work done when the run (re)started: 0, or the resumed checkpoint's."""
     state: dict[str, Any] | None
@@ -85,8 +88,13 @@ class OfflineRun:
 
     def log(self, name: str, value: float, step: int) -> None:
         """Log a scalar (the main process; values are the whole run's, the same in every one)."""
-        if self.writer is not None:
-            self.writer.add_scalar(name, value, step)
+        if not self.procs.main:
+            return
+        if self.writer is None:
+            self.writer = SummaryWriter(str(self.out / "tb"))
+            text = "```\n" + json.dumps(self.config, indent=2) + "\n```"
+            self.writer.add_text("config", text, self.done)
+        self.writer.add_scalar(name, value, step)
 
     def checkpoint(self, done: int, optimizer: torch.optim.Optimizer, **state: Any) -> None:
         """Write checkpoint ``done``: policy, optimizer, ``state`` (tensors and plain values)
@@ -161,12 +169,9 @@ def start_run(
         ac.sync_reference()
     if saved is not None:
         load_policy_state(ac, saved[0], f"checkpoint in {out}")
-    writer = SummaryWriter(str(out / "tb")) if procs.main else None
-    if writer is not None:
-        writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", done)
     tokenizer = tokenizer or envs.unwrapped.task.tokenizer
     state = saved[1] if saved is not None else None
     return OfflineRun(
-        out, config, procs, ac, procs.replicate(ac), tokenizer, envs, np_rng, writer, done,
+        out, config, procs, ac, procs.replicate(ac), tokenizer, envs, np_rng, None, done,
         state, rngs,
     )  # fmt: skip

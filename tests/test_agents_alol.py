@@ -4,6 +4,7 @@ sampling, smoke runs of every variant on a toy task, resume, bad data."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,6 +183,9 @@ def test_bad_data_is_refused_before_training(tmp_path, data_file):
     bad.write_text(data_file.read_text().replace('"reward": ', '"reward": "x", "r": ', 1))
     with pytest.raises(RunSetupError, match=f"{bad} line 1: reward must be a finite number"):
         train(_cfg(tmp_path, bad), "alol")
+    # the refused run left no log behind: its directory takes the fixed file, no --overwrite
+    assert not (Path(_cfg(tmp_path, bad).output_dir) / "tb").exists()
+    assert (train(_cfg(tmp_path, data_file), "alol") / "tb").exists()
     with pytest.raises(RunSetupError, match="no such file"):
         train(_cfg(tmp_path, tmp_path / "missing.jsonl", output_dir=str(tmp_path / "m")), "alol")
     # Rewards the env does not give: the file was made for another setting.
