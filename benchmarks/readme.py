@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -454,11 +455,10 @@ def mean_std_cell(values: Sequence[float], digits: int = 3) -> str:
     """``mean ± std (n)``; one value alone (no spread to show)."""
     if not values:
         return "—"
-    mean = sum(values) / len(values)
+    mean = statistics.fmean(values)
     if len(values) == 1:
         return f"{mean:.{digits}f} (1)"
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f} ({len(values)})"
 
 
 def render_offline(results: Results) -> str:

@@ -236,9 +236,8 @@ def difficulty(
     runs = [r for rs in groups.values() for r in rs]
     if how is None or not runs:
         return None
-    prompts = runs[0]["prompts"]
-    zero = [r for r in groups.get("zero-shot", []) if r["prompts"] == prompts]
-    labels = how(prompts, _split_rewards(zero))
+    prompts = _split_prompts(groups)
+    labels = how(prompts, _split_rewards(_zero_shot_runs(groups)))
     if labels is None:
         return None
     buckets = _ordered(set(labels), BUCKET_ORDER)
@@ -526,9 +525,8 @@ def _write_difficulty_table(
                 lines.append("Needs the zero-shot row's runs.")
             continue
         buckets, table = split
-        zero = [r for r in by[task].get("zero-shot", []) if r["prompts"] == runs_prompts(by[task])]
         if splits_by_initial_reward(task):
-            lines += [_split_note(zero), ""]
+            lines += [_split_note(_zero_shot_runs(by[task])), ""]
         lines += ["| Row | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]
         for row in rows:
             if row in table:
@@ -539,9 +537,15 @@ def _write_difficulty_table(
     return path
 
 
-def runs_prompts(groups: dict[str, Records]) -> list[str]:
+def _split_prompts(groups: dict[str, Records]) -> list[str]:
     """The test prompts :func:`difficulty` splits: those of the task's first run."""
     return next(r for rs in groups.values() for r in rs)["prompts"]
+
+
+def _zero_shot_runs(groups: dict[str, Records]) -> Records:
+    """The zero-shot runs evaluated on :func:`_split_prompts` (the split's source)."""
+    prompts = _split_prompts(groups)
+    return [r for r in groups.get("zero-shot", []) if r["prompts"] == prompts]
 
 
 def _split_note(zero: Records) -> str:
@@ -554,7 +558,7 @@ def _split_note(zero: Records) -> str:
             'biased apart (a prompt is "easy" partly because its sample was lucky); the other '
             "rows are not."
         )
-    seeds = sorted(s for r in zero for s in r.get("split_eval_seeds", [r.get("split_eval_seed")]))
+    seeds = sorted(s for r in zero for s in r["split_eval_seeds"])
     note = (
         f"Split by {samples.shape[0]} samples per prompt of the zero-shot policy of their own "
         f"(evaluation seeds {', '.join(map(str, seeds))}), not the ones the rows report"
