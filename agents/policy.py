@@ -278,6 +278,19 @@ class ActorCritic(nn.Module):
         all-reduces them)."""
         return values
 
+    def step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_grad_norm: float
+    ) -> torch.Tensor:
+        """One gradient step on ``loss``: backward, the gradients of
+        :meth:`trainable_parameters` clipped to norm ``max_grad_norm``, ``optimizer``'s step.
+        Returns the gradient norm before clipping. (In a multi-process run the update calls
+        ``agents.distributed``'s policies' ``step`` instead.)"""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), max_grad_norm)
+        optimizer.step()
+        return norm
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (LoRA adapters only, for a LoRA model)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -249,12 +249,8 @@ def update(
                 )
                 loss = loss + cfg.vf_coef * v_loss
                 _log(logs, value=v_loss.detach(), value_clipfrac=vs["clipfrac"])
-            # 4. gradient step
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
-            _log(logs, grad_norm=grad_norm)
-            optimizer.step()
+            # 4. gradient step (clipped to max_grad_norm; averaged over processes by DDP or ZeRO)
+            _log(logs, grad_norm=ac.step(loss, optimizer, cfg.max_grad_norm))
         if cfg.target_kl is not None and _stop_on_kl(ac, epoch_kl, cfg.target_kl):
             break  # early stopping on KL (CleanRL's target_kl)
     # The gradients are not needed until the next backward: freeing them now keeps their

@@ -238,12 +238,7 @@ def _improve(
             loss, _ = weighted_nll_loss(logprobs, None, mask, ones[: len(rows)], "none", 0.5)
             if procs.world > 1:  # its part of the step's token mean, times N (DDP averages)
                 loss = loss * procs.token_share(mask.sum(), data.mask[pick].sum().to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norms.append(
-                torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), cfg.max_grad_norm)
-            )
-            optimizer.step()
+            norms.append(policy.step(loss, optimizer, cfg.max_grad_norm))
             nlls.append(loss.detach() / procs.world)
     nll = torch.stack(nlls)  # (steps,) this process's part of each step's NLL
     if procs.world > 1:

@@ -107,7 +107,9 @@ def run(
     if isinstance(spec, OfflineAlgorithm):  # its family's own loop (agents.alol, agents.rest)
         return spec.train(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
     # Everything that can be refused is checked before the models load.
-    check_setup(cfg, guide_server=spec.needs_guide or spec.demonstrator, processes=True)
+    check_setup(
+        cfg, guide_server=spec.needs_guide or spec.demonstrator, processes=True, deepspeed=True
+    )
     procs = join_processes(cfg)  # this process among those a launcher started (or alone)
     local = procs.share(cfg)  # its share: batch_size / N episodes, minibatch_size / N a step
     out = run_dir(cfg, algo)
@@ -146,11 +148,14 @@ def run(
     if saved is not None:
         policy_state, state, _ = saved
         load_policy_state(ac, policy_state, f"checkpoint in {out}")
-        optimizer.load_state_dict(state["optimizer"])
         kl_ctl.load_state_dict(state["kl_controller"])
         if rngs is not None:
             restore_rng_states(rngs, np_rng, venv.np_random)
-    policy = procs.replicate(ac)  # what the update calls: π, through DDP with several processes
+    # What the update calls: π (through DDP, or DeepSpeed's engine with its optimizer, when
+    # several processes share the run), and the optimizer, with its saved state.
+    policy, optimizer = procs.prepare(ac, optimizer)
+    if saved is not None:
+        procs.load_optimizer_state(optimizer, ac, saved[1]["optimizer"])
 
     writer = SummaryWriter(str(out / "tb")) if procs.main else None  # the main process logs
     if writer is not None:
@@ -158,11 +163,12 @@ def run(
 
     def checkpoint(done: int) -> None:
         every = procs.gather(rng_states(np_rng, venv.np_random))  # every process's streams
+        optimizer_state = procs.optimizer_state(optimizer, ac)  # gathered from ZeRO's parts
         if not procs.main:
             return
         trainer_state = {
             "iterations_done": done,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "kl_controller": kl_ctl.state_dict(),
             **rng_record(every),
         }

@@ -11,6 +11,11 @@
     the gradient DDP averages against one process's on the same rows, and π_ref's log-probs
     of the data computed split among the processes against one process's; the main process
     writes the largest differences to OUT.
+``python tests/distributed_helper.py zero_steps OUT`` (under a DeepSpeed ZeRO config)
+    Three clipped AdamW steps through :meth:`Processes.prepare` (DeepSpeed's engine), each
+    process on its half of fixed batches, against the same steps one process takes on the
+    whole batches (:meth:`ActorCritic.step`); the main process writes the largest differences
+    of the weights, of the gathered optimizer state and of the gradient norms to OUT.
 ``python tests/distributed_helper.py fail RANK [agents.train flags]``
     ``python -m agents.train`` with those flags, where process RANK raises in its second
     iteration's collect.
@@ -127,6 +132,52 @@ def alol_gradient_check(out: Path) -> None:
     procs.finish()
 
 
+def zero_steps_check(out: Path) -> None:
+    # max_grad_norm 0.5 (zero2_cpu.yaml says 1.0; the run's value wins): the steps are clipped
+    cfg = PPOConfig(
+        env_id="textgen_env/Reverse-v0", batch_size=4, minibatch_size=4, max_grad_norm=0.5
+    )
+    procs = join_processes(cfg)
+    ac, _, envs = build_policy(procs.share(cfg))  # the same initial π in every process
+    vocab, width, gen = envs.unwrapped.task.vocab_size, 6, 5
+    alone = copy.deepcopy(ac)
+    alone_opt = alone.optimizer(1e-2)
+    policy, optimizer = procs.prepare(ac, ac.optimizer(1e-2))
+    fixed = torch.Generator().manual_seed(7)
+    rows = slice(procs.rank * 2, procs.rank * 2 + 2)  # this process's half
+    norms = []
+    for _ in range(3):
+        ids = torch.randint(1, vocab, (4, width + gen), generator=fixed)  # the global batch
+        mask = torch.ones_like(ids)
+        a = alone.step(loss_of(alone, ids, mask, width), alone_opt, cfg.max_grad_norm)
+        b = policy.step(loss_of(policy, ids[rows], mask[rows], width), optimizer, cfg.max_grad_norm)
+        norms.append(abs(a.item() - b.item()) / a.item())
+        clipped = a.item() > cfg.max_grad_norm
+    weights = max(
+        (a - b).abs().max().item()
+        for a, b in zip(alone.trainable_parameters(), ac.trainable_parameters(), strict=True)
+    )
+    gathered = procs.optimizer_state(optimizer, ac)  # every process takes part
+    expected = alone_opt.state_dict()
+    moments = max(
+        (gathered["state"][i][k] - expected["state"][i][k]).abs().max().item()
+        for i in expected["state"]
+        for k in ("exp_avg", "exp_avg_sq")
+    )
+    if procs.main:
+        out.write_text(json.dumps({
+            "world": procs.world, "deepspeed": procs.deepspeed, "weights": weights,
+            "clipped": clipped,
+            "moments": moments, "grad_norms": norms,
+            "steps": [float(gathered["state"][0]["step"]), float(expected["state"][0]["step"])],
+            "groups_equal": gathered["param_groups"] == expected["param_groups"],
+            "moved": max((a - b).abs().max().item() for a, b in zip(
+                alone.trainable_parameters(), build_policy(cfg)[0].trainable_parameters(),
+                strict=True)),
+        }))  # fmt: skip
+    procs.finish()
+
+
 def failing_run(rank: int, argv: list[str]) -> None:
     collect = trainer.collect
     calls = []
@@ -147,5 +198,7 @@ if __name__ == "__main__":
         gradient_check(Path(sys.argv[2]))
     elif sys.argv[1] == "alol_grad":
         alol_gradient_check(Path(sys.argv[2]))
+    elif sys.argv[1] == "zero_steps":
+        zero_steps_check(Path(sys.argv[2]))
     else:
         failing_run(int(sys.argv[2]), sys.argv[3:])

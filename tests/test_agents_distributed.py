@@ -8,13 +8,17 @@ job with its error. Offline: A-LoL's 2-process gradient equals one process's on 
 (also split unevenly, or leaving a process without a row); a 2-process A-LoL run resumed by
 one process draws the same rows; a 2-process ReST run writes one data file per Grow step (the
 single process's) and one set of checkpoints, and killed and resumed, ends as the
-uninterrupted run. Settings the processes cannot share are refused before anything is
-written (no launch needed).
+uninterrupted run. Under DeepSpeed ZeRO-2 (configs/accelerate/zero2_cpu.yaml): steps on fixed
+batches equal one process's, a run learns and writes one run, resumes to the uninterrupted
+run's weights, and one process without DeepSpeed continues it. Settings the processes cannot
+share, and DeepSpeed set-ups the trainer does not run, are refused before anything is written
+(no launch needed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -45,6 +49,7 @@ from textgen_env.models import tiny_causal_lm
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_CONFIG = REPO / "configs" / "accelerate" / "cpu.yaml"
+ZERO2_CONFIG = REPO / "configs" / "accelerate" / "zero2_cpu.yaml"  # DeepSpeed ZeRO-2, gloo
 LAUNCH_TIMEOUT_S = 300  # one launch: ~10-25 s on 2 busy cores
 
 pytestmark = pytest.mark.skipif(
@@ -68,10 +73,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_command(*args: str) -> list[str]:
-    """``accelerate launch`` of 2 processes (the shipped CPU config) running ``args``."""
+def launch_command(*args: str, config: Path = CPU_CONFIG) -> list[str]:
+    """``accelerate launch`` of 2 processes (a shipped config: DDP on CPUs) running ``args``."""
     return [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
         "--num_processes", "2", "--main_process_port", str(free_port()), *args,
     ]  # fmt: skip
 
@@ -108,10 +113,12 @@ def kill_tree(proc: subprocess.Popen[str], *, dump_stacks: bool = False) -> None
     psutil.wait_procs(tree, timeout=10)
 
 
-def launch(*args: str, timeout: float = LAUNCH_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def launch(
+    *args: str, timeout: float = LAUNCH_TIMEOUT_S, config: Path = CPU_CONFIG
+) -> subprocess.CompletedProcess[str]:
     """Run a 2-process launch to its end; on a timeout the launcher and its workers are killed."""
     proc = subprocess.Popen(
-        launch_command(*args), cwd=REPO, env=launch_env(), start_new_session=True,
+        launch_command(*args, config=config), cwd=REPO, env=launch_env(), start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -410,6 +417,87 @@ def test_a_process_that_raises_stops_the_job_with_its_error(tmp_path: Path) -> N
 # ----------------------------------------------------------------------------- refusals
 
 
+# ----------------------------------------------------------------------------- DeepSpeed ZeRO
+
+
+@pytest.fixture(scope="module")
+def zero2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2-process PPO run of :func:`two_process_run`, under DeepSpeed ZeRO-2."""
+    out = tmp_path_factory.mktemp("zero2") / "run"
+    done = launch(*TRAIN, "--output-dir", str(out), config=ZERO2_CONFIG)
+    assert done.returncode == 0, done.stdout[-3000:]
+    return out
+
+
+def test_zero2_steps_equal_one_processs_steps(tmp_path: Path) -> None:
+    """Under ZeRO-2 each process steps its partition of AdamW on the averaged gradient: three
+    clipped steps on fixed batches split between 2 processes end at one process's weights and
+    AdamW state (gathered into torch's layout) on the whole batches."""
+    result = tmp_path / "zero.json"
+    helper = str(REPO / "tests" / "distributed_helper.py")
+    done = launch(helper, "zero_steps", str(result), config=ZERO2_CONFIG)
+    assert done.returncode == 0, done.stdout[-3000:]
+    found = json.loads(result.read_text())
+    assert found["world"] == 2 and found["deepspeed"] and found["clipped"]
+    assert found["moved"] > 1e-3  # the steps changed π
+    # AdamW divides by √v: rounding in the averaged gradient moves weights by ~1e-6 (of 0.03)
+    assert found["weights"] < 1e-5 and found["moments"] < 1e-7
+    assert max(found["grad_norms"]) < 1e-5  # relative: the norm each side clipped by
+    assert found["steps"] == [3.0, 3.0] and found["groups_equal"]
+
+
+def test_a_zero2_run_learns_and_writes_one_run(zero2_run: Path) -> None:
+    """The PPO run of :func:`two_process_run` under ZeRO-2: it learns as DDP's does, one
+    process logs and writes checkpoints, and the optimizer state is saved in torch's AdamW
+    layout (96 steps: 8 an iteration)."""
+    assert len(list((zero2_run / "tb").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (zero2_run / "checkpoints").iterdir()) == [
+        "iter-000009", "iter-000012", "latest",
+    ]  # fmt: skip
+    _, state, _ = load_checkpoint(zero2_run)
+    assert state["world_size"] == 2 and float(state["optimizer"]["state"][0]["step"]) == 96
+    curve = rewards(zero2_run)
+    first, last = np.mean(curve[:3]), np.mean(curve[-3:])
+    assert last > 0.12 and last > first + 0.08, curve
+
+
+def rewind(out: Path, to: str) -> None:
+    """Make the run in ``out`` look stopped at checkpoint ``to``: later ones removed."""
+    checkpoints = out / "checkpoints"
+    for later in sorted(p for p in checkpoints.glob("iter-*") if p.name > to):
+        shutil.rmtree(later)
+    (checkpoints / "latest").write_text(to)
+
+
+def test_a_zero2_run_resumes_to_the_uninterrupted_runs_weights(
+    zero2_run: Path, tmp_path: Path
+) -> None:
+    """Resumed under ZeRO-2 from its iteration-9 checkpoint, the run ends where the
+    uninterrupted one did: the saved AdamW state goes back into each process's partition."""
+    out = tmp_path / "run"
+    shutil.copytree(zero2_run, out)
+    rewind(out, "iter-000009")
+    done = launch(*TRAIN, "--output-dir", str(out), "--resume", config=ZERO2_CONFIG)
+    assert done.returncode == 0, done.stdout[-3000:]
+    resumed, uninterrupted = load_checkpoint(out), load_checkpoint(zero2_run)
+    assert resumed[1]["iterations_done"] == 12
+    assert max((resumed[0][k] - v).abs().max().item() for k, v in uninterrupted[0].items()) < 1e-6
+
+
+def test_a_zero2_run_continues_in_one_process(zero2_run: Path, tmp_path: Path) -> None:
+    """The checkpoint's optimizer state is torch's AdamW layout: one process without
+    DeepSpeed resumes the run and takes its step count on."""
+    out = tmp_path / "run"
+    shutil.copytree(zero2_run, out)
+    before = load_checkpoint(out)
+    cfg = PPOConfig.from_record(before[2] | {"total_iterations": 13, "output_dir": str(out)})
+    run(cfg, "ppo", resume=True)
+    policy, state, _ = load_checkpoint(out)
+    assert state["iterations_done"] == 13 and state["world_size"] == 1
+    assert float(state["optimizer"]["state"][0]["step"]) == 96 + 8  # 8 steps an iteration
+    assert not all(torch.equal(policy[k], v) for k, v in before[0].items())
+
+
 @pytest.fixture
 def two_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The environment a launcher gives process 0 of 2 (no other process: the checks that
@@ -439,20 +527,65 @@ def test_settings_the_processes_cannot_share_are_refused(
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize(
-    ("flag", "name"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]
-)
-def test_a_sharded_launch_is_refused(
-    two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str, name: str
+def test_an_fsdp_launch_is_refused(
+    two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """accelerate's FSDP or DeepSpeed config: refused, not run as DDP (an accelerator on CPUs
-    ignores the request, docs/scaling.md), by the online and the offline loops."""
-    monkeypatch.setenv(flag, "true")
-    with pytest.raises(RunSetupError, match=rf"asked for {name}, which this trainer does not run"):
+    """accelerate's FSDP config: refused, not run as DDP (accelerate on CPUs ignores the
+    request, docs/scaling.md), by the online and the offline loops."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(RunSetupError, match=r"asked for FSDP, which this trainer does not run"):
         run(tiny(tmp_path), "ppo")
     cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(tmp_path))
-    with pytest.raises(RunSetupError, match=rf"asked for {name}"):
+    with pytest.raises(RunSetupError, match=r"asked for FSDP"):
         run(cfg, "alol")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, r"ZeRO stage 3 is not run by this trainer"),
+        (
+            {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu"},
+            r"offload_optimizer_device 'cpu' is not run",
+        ),
+        (
+            {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": "nvme"},
+            r"offload_param_device 'nvme' is not run",
+        ),
+    ],
+)
+def test_a_deepspeed_setup_this_trainer_does_not_run_is_refused(
+    two_processes: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    error: str,
+) -> None:
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RunSetupError, match=error):
+        run(tiny(tmp_path), "ppo")
+    assert not any(tmp_path.iterdir())
+
+
+def test_deepspeed_is_refused_for_offline_algorithms_and_when_missing(
+    two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(tmp_path))
+    with pytest.raises(RunSetupError, match=r"DeepSpeed, which runs the online algorithms only"):
+        run(cfg, "alol")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "deepspeed" else find_spec(name, *a),
+    )
+    with pytest.raises(RunSetupError, match=r"DeepSpeed, which is not installed here"):
+        run(tiny(tmp_path), "ppo")
     assert not any(tmp_path.iterdir())
 
 
