@@ -203,14 +203,13 @@ def train(
         what = {"advantage": "positive advantage", "reward": "positive reward"}[variant.weight]
         raise RunSetupError(f"{path}: no row of {len(rows)} has a {what}")
 
-    optimizer = ac.optimizer(cfg.learning_rate)
-    run.restore(optimizer)
+    run.restore()
     run.log("data/rows", len(rows), 0)
     run.log("data/kept_share", len(keep) / len(rows), 0)
     run.log("data/reward_mean", data.rewards.mean().item(), 0)
 
     def checkpoint(done: int) -> None:
-        run.checkpoint(done, optimizer, weights=weights, data_sha256=digest)
+        run.checkpoint(done, weights=weights, data_sha256=digest)
 
     # 4. steps: draw rows, one gradient step on the variant's loss
     priority = cfg.priority_sampling and variant.weight != "one"
@@ -221,7 +220,9 @@ def train(
         # the same global rows in every process (np_rng is one stream); each takes its part
         drawn, w = draw_rows(weights[keep], cfg.batch_size, run.np_rng, priority=priority)
         pick = keep[drawn]  # (b,)
-        scalars = _step(run.policy, ac, optimizer, data, ref_logprobs, pick, w, variant, cfg, procs)
+        scalars = _step(
+            run.policy, ac, run.optimizer, data, ref_logprobs, pick, w, variant, cfg, procs
+        )
         scalars["time/update"] = time.perf_counter() - t0
         check_finite(ac, scalars, step, run.out)  # before anything is logged or saved
         for name, value in scalars.items():

@@ -93,19 +93,12 @@ def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -
     return tokenizer, model
 
 
-def check_setup(
-    cfg: TrainConfig,
-    *,
-    guide_server: bool = False,
-    processes: bool = False,
-    deepspeed: bool = False,
-) -> None:
+def check_setup(cfg: TrainConfig, *, guide_server: bool = False, processes: bool = False) -> None:
     """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device,
     or when the process was started as one of several (``accelerate launch``, ``torchrun``)
     and either the caller trains in one process only (``processes`` False: each process would
     train its own copy into the same run directory) or the processes cannot share this run
-    (:func:`~agents.distributed.check_processes`; ``deepspeed``: whether the caller's loop
-    runs under DeepSpeed ZeRO). With ``guide_server`` (a run that asks its
+    (:func:`~agents.distributed.check_processes`). With ``guide_server`` (a run that asks its
     guide), a served guide that cannot work is refused too (:func:`check_guide_server`);
     evaluating or exporting a policy never needs the server."""
     world = world_size()
@@ -133,7 +126,7 @@ def check_setup(
     if cfg.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise RunSetupError(f"--bf16: device {cfg.device!r} does not support bfloat16")
     if world > 1:
-        check_processes(cfg, world, deepspeed)
+        check_processes(cfg, world)
     if guide_server and cfg.guide_api_base:
         check_guide_server(cfg)
 

@@ -16,7 +16,7 @@ split it:
 * **gradients**: accelerate's ``prepare`` wraps π in DDP; the update's forward passes go
   through the wrapper (:class:`ReplicatedPolicy`), so the backward pass averages gradients
   over the processes and every process takes the same optimizer step from the same weights.
-  Under an accelerate DeepSpeed config (ZeRO stage 1 or 2; the online algorithms) π and its
+  Under an accelerate DeepSpeed config (ZeRO stage 1 or 2) π and its
   optimizer go into DeepSpeed's engine instead (:class:`ShardedPolicy`): the gradients are
   averaged the same way, and each process keeps only its partition of the AdamW state (and,
   with stage 2, of the gradients); the weights stay whole in every process, so sampling and
@@ -110,7 +110,7 @@ SHARDING = {
 }
 """What ``accelerate launch`` sets when its config asks for a sharding this trainer does not run
 (accelerate 1.16 on CPUs ignores these flags and would silently run DDP instead): flag → name.
-DeepSpeed (:data:`DEEPSPEED`) is run, for the online algorithms."""
+DeepSpeed (:data:`DEEPSPEED`) is run."""
 DEEPSPEED = "ACCELERATE_USE_DEEPSPEED"
 """What ``accelerate launch`` sets for a DeepSpeed config (``configs/accelerate/zero2.yaml``)."""
 ZERO_STAGES = ("1", "2")
@@ -162,15 +162,9 @@ def uses_deepspeed() -> bool:
     return os.environ.get(DEEPSPEED, "").lower() == "true"
 
 
-def check_deepspeed(deepspeed: bool) -> None:
-    """Refuse (:class:`RunSetupError`) a DeepSpeed launch this run cannot take: a loop that runs
-    DDP only (``deepspeed`` False: the offline algorithms), DeepSpeed not installed, a ZeRO
-    stage other than :data:`ZERO_STAGES`, or offloading."""
-    if not deepspeed:
-        raise RunSetupError(
-            "accelerate launch asked for DeepSpeed, which runs the online algorithms only; the "
-            "offline ones average gradients with DDP (configs/accelerate/cpu.yaml or ddp.yaml)"
-        )
+def check_deepspeed() -> None:
+    """Refuse (:class:`RunSetupError`) a DeepSpeed launch this run cannot take: DeepSpeed not
+    installed, a ZeRO stage other than :data:`ZERO_STAGES`, or offloading."""
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
@@ -205,10 +199,10 @@ def check_zero(stage: str, offload: dict[str, str]) -> None:
             )
 
 
-def check_processes(cfg: TrainConfig, world: int, deepspeed: bool = False) -> None:
+def check_processes(cfg: TrainConfig, world: int) -> None:
     """Raise :class:`RunSetupError` when ``world`` processes cannot share the run ``cfg``: no
-    launcher started them, the launcher asked for a sharding this loop does not run
-    (:data:`SHARDING`; DeepSpeed unless ``deepspeed``, :func:`check_deepspeed`), a field they
+    launcher started them, the launcher asked for a sharding this trainer does not run
+    (:data:`SHARDING`, or a DeepSpeed set-up :func:`check_deepspeed` refuses), a field they
     split (:func:`split_fields`) does not divide by ``world``, the device names one index for
     all, or a process would have no GPU of its own."""
     if "WORLD_SIZE" not in os.environ:
@@ -233,7 +227,7 @@ def check_processes(cfg: TrainConfig, world: int, deepspeed: bool = False) -> No
             "says what FSDP would need"
         )
     if uses_deepspeed():
-        check_deepspeed(deepspeed)
+        check_deepspeed()
     for name in split_fields(cfg):
         if getattr(cfg, name) % world:
             raise RunSetupError(
@@ -453,6 +447,38 @@ class Processes:
         engine, wrapped = self.accelerator.prepare(ac, optimizer)
         self.replicas.append(ShardedPolicy(ac, engine, self.accelerator, self.summed))
         return self.replicas[-1], wrapped
+
+    def fresh_optimizer(
+        self, optimizer: torch.optim.Optimizer, ac: ActorCritic, lr: float
+    ) -> torch.optim.Optimizer:
+        """An optimizer in the state of a new one (no moments, no steps) at learning rate
+        ``lr``: a new AdamW, or under DeepSpeed ``optimizer`` itself with its partitions'
+        state emptied (its engine holds it; every process calls this)."""
+        if not self.deepspeed:
+            return ac.optimizer(lr)
+        base = _zero_base(optimizer)
+        if base.state:  # (none before the first step)
+            from deepspeed.utils import safe_set_full_optimizer_state
+
+            for p in ac.trainable_parameters():
+                for key in ("exp_avg", "exp_avg_sq"):
+                    safe_set_full_optimizer_state(p, torch.zeros_like(p), key)
+            for st in base.state.values():
+                st["step"].zero_()
+        for group in base.param_groups:
+            group["lr"] = lr
+        return optimizer
+
+    def weights_changed(self, ac: ActorCritic) -> None:
+        """Tell DeepSpeed that π's weights were set in place (ReST-EM's restart): ZeRO steps
+        its own fp32 copy of each process's partition, which takes them over here (every
+        process calls this; nothing to do without DeepSpeed)."""
+        if not self.deepspeed:
+            return
+        from deepspeed.utils import safe_set_full_fp32_param
+
+        for p in ac.trainable_parameters():
+            safe_set_full_fp32_param(p, p.detach().clone())
 
     def optimizer_state(self, optimizer: torch.optim.Optimizer, ac: ActorCritic) -> dict[str, Any]:
         """``optimizer``'s state in torch's AdamW layout (``optimizer.state_dict()``): under

@@ -4,10 +4,11 @@
 same errors as the online loop (:func:`agents.trainer.run`): check the settings, join the
 processes a launcher started (:mod:`agents.distributed`), claim the output directory (the main
 process), load the checkpoint to resume (or the ``--init-from`` policy, which becomes π_ref),
-seed, build the policy and its train envs, restore every saved state. TensorBoard opens at
-the first logged value (the main process), once the family has checked its data.
-:meth:`OfflineRun.checkpoint` writes an atomic checkpoint (the main process) holding the
-optimizer, the family's own state and every process's RNG states.
+seed, build the policy, its optimizer and its train envs, restore every saved state.
+TensorBoard opens at the first logged value (the main process), once the family has checked
+its data. :meth:`OfflineRun.checkpoint` writes an atomic checkpoint (the main process)
+holding the optimizer (in torch's AdamW layout, also under DeepSpeed ZeRO), the family's own
+state and every process's RNG states.
 
 Randomness with N processes: the run's generator ``np_rng`` (which rows a step draws) is
 seeded from the run's seed in every process, so every process draws the same global
@@ -68,7 +69,11 @@ class OfflineRun:
     """This process among the run's (one without a launcher)."""
     ac: ActorCritic
     policy: ActorCritic | ReplicatedPolicy
-    """π as the gradient steps call it: through DDP's wrapper with several processes."""
+    """π as the gradient steps call it: through DDP's wrapper or DeepSpeed's engine with
+    several processes (:meth:`~agents.distributed.Processes.prepare`)."""
+    optimizer: torch.optim.Optimizer
+    """AdamW over π's trainable parameters (accelerate's wrapper of DeepSpeed's under ZeRO)."""
+    learning_rate: float
     tokenizer: Any
     envs: TextGenVectorEnv
     """``batch_size`` sub-envs in every process (replaying rows, sampling whole chunks)."""
@@ -96,15 +101,16 @@ class OfflineRun:
             self.writer.add_text("config", text, self.done)
         self.writer.add_scalar(name, value, step)
 
-    def checkpoint(self, done: int, optimizer: torch.optim.Optimizer, **state: Any) -> None:
+    def checkpoint(self, done: int, **state: Any) -> None:
         """Write checkpoint ``done``: policy, optimizer, ``state`` (tensors and plain values)
         and every process's RNG states. Every process calls it; the main one writes."""
         every = self.procs.gather(rng_states(self.np_rng, self.envs.unwrapped.np_random))
+        optimizer = self.procs.optimizer_state(self.optimizer, self.ac)  # every process
         if not self.procs.main:
             return
         trainer_state = {
             "iterations_done": done,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer,
             **rng_record(every),
             **state,
         }
@@ -116,11 +122,16 @@ class OfflineRun:
             config=self.config,
         )
 
-    def restore(self, optimizer: torch.optim.Optimizer) -> None:
+    def fresh_optimizer(self) -> None:
+        """Start the optimizer afresh (ReST's Improve steps): AdamW with no state, as at the
+        start of the run."""
+        self.optimizer = self.procs.fresh_optimizer(self.optimizer, self.ac, self.learning_rate)
+
+    def restore(self) -> None:
         """Load the resumed checkpoint's optimizer and RNG states (nothing for a new run)."""
         if self.state is None:
             return
-        optimizer.load_state_dict(self.state["optimizer"])
+        self.procs.load_optimizer_state(self.optimizer, self.ac, self.state["optimizer"])
         if self.rngs is not None:
             restore_rng_states(self.rngs, self.np_rng, self.envs.unwrapped.np_random)
         else:  # saved by another number of processes: the shared stream only (process 0's)
@@ -171,7 +182,9 @@ def start_run(
         load_policy_state(ac, saved[0], f"checkpoint in {out}")
     tokenizer = tokenizer or envs.unwrapped.task.tokenizer
     state = saved[1] if saved is not None else None
+    # π as the steps call it, through DDP or DeepSpeed's engine with several processes
+    policy, optimizer = procs.prepare(ac, ac.optimizer(cfg.learning_rate))
     return OfflineRun(
-        out, config, procs, ac, procs.replicate(ac), tokenizer, envs, np_rng, None, done,
-        state, rngs,
+        out, config, procs, ac, policy, optimizer, cfg.learning_rate, tokenizer, envs, np_rng,
+        None, done, state, rngs,
     )  # fmt: skip

@@ -172,7 +172,7 @@ def train(
         data = replay(venv, candidates, str(path))
         cut = improve_thresholds(cfg.thresholds, cfg.threshold_kind, rewards)
         if cfg.restart_from_base and first == 0:
-            _restart_from_base(ac)
+            _restart_from_base(ac, procs)
 
         # 2. Improve: NLL on the rows at or above each threshold, step after step
         for i in range(first, steps):
@@ -180,17 +180,17 @@ def train(
             keep = torch.nonzero(data.rewards >= cut[i]).squeeze(1)  # (K,)
             run.log("improve/threshold", cut[i], done)
             run.log("improve/kept_share", len(keep) / len(data), done)
-            optimizer = ac.optimizer(cfg.learning_rate)
+            run.fresh_optimizer()
             if len(keep):
                 scalars = _improve(
-                    run.policy, ac, optimizer, data, keep, cfg, (cfg.seed, g, i), procs
+                    run.policy, ac, run.optimizer, data, keep, cfg, (cfg.seed, g, i), procs
                 )
                 check_finite(ac, scalars, done, run.out)  # before it is logged or saved
                 for name, value in scalars.items():
                     run.log(name, value, done)
-            run.checkpoint(done + 1, optimizer, grow_step=g, improve_step=i)
+            run.checkpoint(done + 1, grow_step=g, improve_step=i)
     if cfg.total_iterations == 0:
-        run.checkpoint(0, ac.optimizer(cfg.learning_rate))
+        run.checkpoint(0)
     run.finish()
     return run.out
 
@@ -250,10 +250,11 @@ def _improve(
 
 
 @torch.no_grad()
-def _restart_from_base(ac: ActorCritic) -> None:
+def _restart_from_base(ac: ActorCritic, procs: Processes) -> None:
     """Put the base model's weights back into π (ReST-EM); π_ref is that base model."""
     assert ac.reference is not None  # not LoRA (checked before the run starts)
     ac.model.load_state_dict(ac.reference.state_dict())
+    procs.weights_changed(ac)  # DeepSpeed's own fp32 copy of them, under ZeRO
 
 
 def _references(run: OfflineRun) -> list[Row]:

@@ -107,9 +107,7 @@ def run(
     if isinstance(spec, OfflineAlgorithm):  # its family's own loop (agents.alol, agents.rest)
         return spec.train(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
     # Everything that can be refused is checked before the models load.
-    check_setup(
-        cfg, guide_server=spec.needs_guide or spec.demonstrator, processes=True, deepspeed=True
-    )
+    check_setup(cfg, guide_server=spec.needs_guide or spec.demonstrator, processes=True)
     procs = join_processes(cfg)  # this process among those a launcher started (or alone)
     local = procs.share(cfg)  # its share: batch_size / N episodes, minibatch_size / N a step
     out = run_dir(cfg, algo)
