@@ -396,6 +396,7 @@ def evaluate(
     num_beams: int = 1,
     top_k: int | None = None,
     temperature: float | None = None,
+    perplexity: bool = True,
 ) -> dict[str, Any]:
     """Generate once per prompt (in order) and return ``{"metrics": ..., "samples": [...]}``.
 
@@ -403,6 +404,8 @@ def evaluate(
     without one with ``device="cpu"``). π samples with the run's ``top_k`` and
     ``temperature`` unless given here; ``num_beams`` > 1 decodes with beam search instead
     (:class:`BeamSearchPolicy`), deterministically (``seed`` then changes nothing).
+    ``perplexity`` False leaves out the perplexity metric of tasks that have one (a forward
+    pass of π_ref over every sample: about as long as sampling them).
 
     Raises:
         ValueError: A count below 1 (``seed`` below 0); ``num_beams`` > 1 with ``top_k`` or
@@ -446,9 +449,10 @@ def evaluate(
         actor = build_learner(ac, tokenizer, cfg)
         decoding = {"num_beams": 1, "top_k": cfg.top_k, "temperature": cfg.temperature}
     with ac.reference_model() as ref:  # perplexity under π_ref (LoRA: adapters disabled)
+        measure = perplexity and not ref.config.is_encoder_decoder
         n, metrics, samples = _score(
             envs, actor, env_id, num_samples=num_samples, batch_size=batch_size, seed=seed,
-            perplexity=None if ref.config.is_encoder_decoder else (ref, tokenizer),
+            perplexity=(ref, tokenizer) if measure else None,
         )  # fmt: skip
     return {
         "checkpoint": str(checkpoint),
@@ -478,9 +482,11 @@ def evaluate_guide(
     num_samples: int | None = None,
     batch_size: int = 32,
     seed: int = 0,
+    perplexity: bool = True,
 ) -> dict[str, Any]:
     """Score a task's guide as :func:`evaluate` scores a policy: the same prompts in order,
-    batch size, seeding, metrics and result layout (``"algo": "guide"``).
+    batch size, seeding, metrics and result layout (``"algo": "guide"``; ``perplexity`` as
+    there).
 
     ``guide`` is any :class:`~textgen_env.guides.GuidePolicy` over the task's tokens; by
     default the guide a run learns from, as :func:`agents.build.build_guide` builds it: on a
@@ -512,7 +518,7 @@ def evaluate_guide(
         guide = default_guide(env_id, task.tokenizer, model=lm[0], tokenizer=lm[1])
     n, metrics, samples = _score(
         envs, guide, env_id, num_samples=num_samples, batch_size=batch_size, seed=seed,
-        perplexity=lm,
+        perplexity=lm if perplexity else None,
     )  # fmt: skip
     return {
         "checkpoint": None,

@@ -8,8 +8,8 @@ naming each stale block, when the README no longer matches the files.
 
 The blocks and their sources (file names relative to ``benchmarks/results/``):
 
-* ``demo``: the ``make demo`` paragraph (wall time, VADER before → after ± SE, guide,
-  perplexity), from ``demo.json``;
+* ``demo``: the ``make demo`` paragraph (wall time, VADER before → after ± SE, the paired
+  gain, guide, perplexity), from ``demo.json``;
 * ``perf``: the performance table against TRL and which of issue #9's targets are met, from
   ``perf.json``;
 * ``measured``: env throughput (``env_throughput.json``), roll-out vs ``generate`` and the
@@ -148,15 +148,16 @@ def short(env_id: str) -> str:
 
 def render_demo(results: Results) -> str:
     demo = results["demo.json"]
-    rows, n = demo["rows"], demo["eval"]["num_samples"]
+    rows, n, k = demo["rows"], demo["eval"]["num_samples"], len(demo["eval"]["seeds"])
     trained = next(name for name in rows if name not in ("zero-shot", "guide"))
-    before, after, guide = rows["zero-shot"], rows[trained], rows["guide"]
+    before, after, guide, gain = rows["zero-shot"], rows[trained], rows["guide"], demo["gain"]
     return wrap(
         f"`make demo` scores the zero-shot SmolLM2, its prompted guide and the {trained}-trained "
-        f"policy on the same {n} {demo['eval']['split']} prompts and writes `runs/demo/demo.png`. "
-        f"Last run: **{demo['minutes']:.1f} min** end to end, "
+        f"policy on the same {n} {demo['eval']['split']} prompts, {k} samples each, and writes "
+        f"`runs/demo/demo.png`. Last run: **{demo['minutes']:.1f} min** end to end, "
         f"VADER {before['task_reward']:.3f} ± {before['se']:.3f} → "
         f"**{after['task_reward']:.3f} ± {after['se']:.3f}** (± SE over the {n} prompts), "
+        f"a gain of **{gain['task_reward']:+.3f} ± {gain['se']:.3f}** (paired by prompt), "
         f"guide {guide['task_reward']:.3f} ± {guide['se']:.3f}, "
         f"perplexity {before['perplexity']:.1f} → {after['perplexity']:.1f} "
         "(numbers in [demo.json](benchmarks/results/demo.json))."

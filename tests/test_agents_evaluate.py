@@ -119,6 +119,17 @@ def test_a_json_array_prompt_file_evaluates(imdb_run: Path, tmp_path: Path) -> N
     assert evaluate(str(imdb_run), prompts=prompts, batch_size=2)["num_samples"] == 2
 
 
+def test_perplexity_can_be_left_out(imdb_run: Path, tmp_path: Path) -> None:
+    """IMDB-v0 measures perplexity under π_ref unless asked not to; the samples and the
+    other metrics are the same either way."""
+    prompts = write(tmp_path / "p.jsonl", '{"text": "the movie"}\n{"text": "was good"}\n')
+    full = evaluate(str(imdb_run), prompts=prompts, batch_size=2)
+    lean = evaluate(str(imdb_run), prompts=prompts, batch_size=2, perplexity=False)
+    assert full["metrics"]["perplexity"] > 1 and "perplexity" not in lean["metrics"]
+    assert full["samples"] == lean["samples"]
+    assert full["metrics"] == lean["metrics"] | {"perplexity": full["metrics"]["perplexity"]}
+
+
 # ----------------------------------------------------------------------------- beam search
 
 REVERSE = "textgen_env/Reverse-v0"

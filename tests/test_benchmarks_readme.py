@@ -86,18 +86,20 @@ def test_wrap_never_starts_a_line_with_a_list_sign() -> None:
 def test_render_demo() -> None:
     demo = {
         "minutes": 11.64,
-        "eval": {"num_samples": 60, "split": "test"},
+        "eval": {"num_samples": 60, "split": "test", "seeds": [0, 1, 2]},
         "rows": {
             "zero-shot": {"task_reward": 0.2483, "se": 0.0671, "perplexity": 11.27},
             "PPO++": {"task_reward": 0.4117, "se": 0.0602, "perplexity": 11.92},
             "guide": {"task_reward": 0.3684, "se": 0.0669, "perplexity": 16.74},
         },
+        "gain": {"task_reward": 0.1634, "se": 0.0457},
     }
     assert flat(readme.render_demo({"demo.json": demo})) == (
         "`make demo` scores the zero-shot SmolLM2, its prompted guide and the PPO++-trained "
-        "policy on the same 60 test prompts and writes `runs/demo/demo.png`. Last run: "
-        "**11.6 min** end to end, VADER 0.248 ± 0.067 → **0.412 ± 0.060** (± SE over the 60 "
-        "prompts), guide 0.368 ± 0.067, perplexity 11.3 → 11.9 (numbers in "
+        "policy on the same 60 test prompts, 3 samples each, and writes `runs/demo/demo.png`. "
+        "Last run: **11.6 min** end to end, VADER 0.248 ± 0.067 → **0.412 ± 0.060** (± SE "
+        "over the 60 prompts), a gain of **+0.163 ± 0.046** (paired by prompt), guide "
+        "0.368 ± 0.067, perplexity 11.3 → 11.9 (numbers in "
         "[demo.json](benchmarks/results/demo.json))."
     )
 
