@@ -489,14 +489,17 @@ class Processes:
         from deepspeed.utils import safe_get_full_optimizer_state
 
         base = _zero_base(optimizer)
+        params = ac.trainable_parameters()
         state = {}
-        for i, p in enumerate(ac.trainable_parameters() if base.state else ()):  # none: no step
-            moments = {k: safe_get_full_optimizer_state(p, k) for k in ("exp_avg", "exp_avg_sq")}
-            state[i] = {"step": _zero_step(base).clone()} | {
-                k: v.detach().to("cpu", copy=True) for k, v in moments.items()
-            }
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in base.param_groups]
-        return {"state": state, "param_groups": [groups[0] | {"params": list(state)}]}
+        if base.state:  # (none before the first step, as in a new AdamW)
+            step = _zero_step(base)
+            for i, p in enumerate(params):
+                state[i] = {"step": step.clone()} | {
+                    k: safe_get_full_optimizer_state(p, k).detach().to("cpu", copy=True)
+                    for k in ("exp_avg", "exp_avg_sq")
+                }
+        group = {k: v for k, v in base.param_groups[0].items() if k != "params"}
+        return {"state": state, "param_groups": [group | {"params": list(range(len(params)))}]}
 
     def load_optimizer_state(
         self, optimizer: torch.optim.Optimizer, ac: ActorCritic, saved: dict[str, Any]

@@ -143,6 +143,8 @@ def zero_steps_check(out: Path) -> None:
     alone = copy.deepcopy(ac)
     alone_opt = alone.optimizer(1e-2)
     policy, optimizer = procs.prepare(ac, ac.optimizer(1e-2))
+    # before any step: a new AdamW's state (no moments), in torch's layout
+    fresh_equal = procs.optimizer_state(optimizer, ac) == alone_opt.state_dict()
     fixed = torch.Generator().manual_seed(7)
     rows = slice(procs.rank * 2, procs.rank * 2 + 2)  # this process's half
     norms = []
@@ -167,7 +169,7 @@ def zero_steps_check(out: Path) -> None:
     if procs.main:
         out.write_text(json.dumps({
             "world": procs.world, "deepspeed": procs.deepspeed, "weights": weights,
-            "clipped": clipped,
+            "clipped": clipped, "fresh_equal": fresh_equal,
             "moments": moments, "grad_norms": norms,
             "steps": [float(gathered["state"][0]["step"]), float(expected["state"][0]["step"])],
             "groups_equal": gathered["param_groups"] == expected["param_groups"],

@@ -443,7 +443,7 @@ def test_zero2_steps_equal_one_processs_steps(tmp_path: Path) -> None:
     # AdamW divides by √v: rounding in the averaged gradient moves weights by ~1e-6 (of 0.03)
     assert found["weights"] < 1e-5 and found["moments"] < 1e-7
     assert max(found["grad_norms"]) < 1e-5  # relative: the norm each side clipped by
-    assert found["steps"] == [3.0, 3.0] and found["groups_equal"]
+    assert found["steps"] == [3.0, 3.0] and found["groups_equal"] and found["fresh_equal"]
 
 
 def test_a_zero2_run_learns_and_writes_one_run(zero2_run: Path) -> None:
