@@ -6,7 +6,9 @@ For each task, the same training job (the config's global batch) runs in three l
   ``OMP_NUM_THREADS=2``;
 * **2 processes × 1 thread**: ``accelerate launch`` with ``configs/accelerate/cpu.yaml``, each
   process one thread and half of every batch, gradients averaged by DDP over gloo;
-* **1 process × 1 thread**: the reference that shows what the second thread buys.
+* **1 process × 1 thread**: the reference that shows what the second thread buys;
+* **2 processes × 1 thread, ZeRO-2**: as the 2-process layout, under DeepSpeed ZeRO stage 2
+  (``configs/accelerate/zero2_cpu.yaml``): what DeepSpeed's engine costs over DDP here.
 
 Tasks: a toy task (PPO on Twist-v0, the tiny random LM, batch 64, 4 epochs over minibatches
 of 16), IMDB-v0 (PPO with SmolLM2-135M, batch 8, one epoch over one minibatch of 8) and an
@@ -27,7 +29,8 @@ all-reduce overlaps the backward pass of earlier layers, and it does not count t
 process waits for a slower one.
 
 Writes ``benchmarks/results/scaling.json`` and ``scaling.md``. On a machine shared with other
-jobs the times are noisy; the report records the load average before and after.
+jobs the times are noisy; the report records the load average before and after, and says
+the figures are noisy when it was above 1.5 (2 cores) before the runs.
 """
 
 from __future__ import annotations
@@ -52,12 +55,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CPU_CONFIG = REPO / "configs" / "accelerate" / "cpu.yaml"
+ZERO2_CONFIG = REPO / "configs" / "accelerate" / "zero2_cpu.yaml"
 PARTS = ("generation", "reward", "update")
-# Layout -> (processes, torch threads per process).
+# Layout -> (processes, torch threads per process, accelerate config of a launch).
 LAYOUTS = {
-    "1 process x 2 threads": (1, 2),
-    "2 processes x 1 thread": (2, 1),
-    "1 process x 1 thread": (1, 1),
+    "1 process x 2 threads": (1, 2, None),
+    "2 processes x 1 thread": (2, 1, CPU_CONFIG),
+    "1 process x 1 thread": (1, 1, None),
+    "2 processes x 1 thread, ZeRO-2": (2, 1, ZERO2_CONFIG),
 }
 
 # Task name -> (algo, config fields).
@@ -140,14 +145,15 @@ def worker(task: str, output: Path, out_dir: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from agents.algorithms import ALGORITHMS
-    from agents.distributed import world_size
+    from agents.distributed import uses_deepspeed, world_size
     from agents.trainer import run
 
     algo, fields = TASKS[task]
     cfg = ALGORITHMS[algo].config(
         **fields, output_dir=str(out_dir), checkpoint_every=10_000, log_samples_every=0
     )
-    comm = time_collectives(cfg) if world_size() > 1 else None
+    # (DDP's collectives only: DeepSpeed's engine joins the processes its own way)
+    comm = time_collectives(cfg) if world_size() > 1 and not uses_deepspeed() else None
     t0 = time.perf_counter()
     run(cfg, algo)
     wall = time.perf_counter() - t0
@@ -181,8 +187,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure(task: str, processes: int, threads: int, tmp: Path) -> dict[str, Any]:
-    """One run of ``task`` with ``processes`` processes of ``threads`` torch threads each."""
+def measure(
+    task: str, processes: int, threads: int, config: Path | None, tmp: Path
+) -> dict[str, Any]:
+    """One run of ``task`` with ``processes`` processes of ``threads`` torch threads each,
+    launched with accelerate ``config`` when there are several."""
     output, out_dir = tmp / "result.json", tmp / "run"
     me = [str(Path(__file__).resolve()), "--worker", task, str(output), str(out_dir)]
     if processes == 1:
@@ -190,7 +199,7 @@ def measure(task: str, processes: int, threads: int, tmp: Path) -> dict[str, Any
     else:
         launch = [
             sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-            str(CPU_CONFIG), "--num_processes", str(processes), "--main_process_port",
+            str(config), "--num_processes", str(processes), "--main_process_port",
             str(free_port()),
         ]  # fmt: skip
         cmd = [*launch, *me]
@@ -218,9 +227,13 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"Written by `python benchmarks/scaling.py` on {results['date']}: {results['machine']}, "
         f"{results['cores']} cores, torch {results['torch']}. Load average "
-        f"{results['load_before']} before and {results['load_after']} after: the machine was "
-        "shared with other jobs, so every figure is noisy. Medians over the iterations after "
-        "the first (a warm-up).",
+        f"{results['load_before']} before and {results['load_after']} after"
+        + (
+            ": the machine was shared with other jobs, so every figure is noisy."
+            if results["load_before"][0] > 1.5
+            else " (nothing else ran)."
+        )
+        + " Medians over the iterations after the first (a warm-up).",
         "",
         "| task | layout | s/iteration | generation | reward | update | vs 1 process x 2 threads |",
         "|---|---|---|---|---|---|---|",
@@ -284,10 +297,12 @@ def main() -> None:
     }
     for task in args.task or list(TASKS):
         results["tasks"][task] = {}
-        for layout, (processes, threads) in LAYOUTS.items():
+        for layout, (processes, threads, config) in LAYOUTS.items():
             with tempfile.TemporaryDirectory() as tmp:
                 print(f"{task}: {layout} ...", flush=True)
-                results["tasks"][task][layout] = measure(task, processes, threads, Path(tmp))
+                results["tasks"][task][layout] = measure(
+                    task, processes, threads, config, Path(tmp)
+                )
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     args.output.write_text(json.dumps(results, indent=1) + "\n")
     args.output.with_suffix(".md").write_text(report(results))
