@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -228,17 +229,25 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_weights(
     assert resumed[1]["kl_controller"] == uninterrupted[1]["kl_controller"]
 
 
+def continued_alone(saved: Path, out: Path, iterations: int) -> tuple[Any, Any]:
+    """Copy the PPO run ``saved`` to ``out`` and continue it in this process (no launcher) to
+    ``iterations``: its checkpoint before and after."""
+    shutil.copytree(saved, out)
+    before = load_checkpoint(out)
+    cfg = PPOConfig.from_record(
+        before[2] | {"total_iterations": iterations, "output_dir": str(out)}
+    )
+    run(cfg, "ppo", resume=True)
+    return before, load_checkpoint(out)
+
+
 def test_another_number_of_processes_continues_the_run(
     two_process_run: Path, tmp_path: Path
 ) -> None:
     """A 2-process run resumed by one process: π, optimizer, β_KL and the iteration carry
     over; the process starts new random streams (the saved ones were two others')."""
     out = tmp_path / "run"
-    shutil.copytree(two_process_run, out)
-    before = load_checkpoint(out)
-    cfg = PPOConfig.from_record(before[2] | {"total_iterations": 14, "output_dir": str(out)})
-    run(cfg, "ppo", resume=True)
-    policy, state, _ = load_checkpoint(out)
+    before, (policy, state, _) = continued_alone(two_process_run, out, 14)
     assert state["iterations_done"] == 14 and state["world_size"] == 1
     assert state["np_rng"] != before[1]["np_rng"]
     assert not all(torch.equal(policy[k], v) for k, v in before[0].items())  # it trained on
@@ -516,12 +525,7 @@ def test_a_zero2_run_resumes_to_the_uninterrupted_runs_weights(
 def test_a_zero2_run_continues_in_one_process(zero2_run: Path, tmp_path: Path) -> None:
     """The checkpoint's optimizer state is torch's AdamW layout: one process without
     DeepSpeed resumes the run and takes its step count on."""
-    out = tmp_path / "run"
-    shutil.copytree(zero2_run, out)
-    before = load_checkpoint(out)
-    cfg = PPOConfig.from_record(before[2] | {"total_iterations": 13, "output_dir": str(out)})
-    run(cfg, "ppo", resume=True)
-    policy, state, _ = load_checkpoint(out)
+    before, (policy, state, _) = continued_alone(zero2_run, tmp_path / "run", 13)
     assert state["iterations_done"] == 13 and state["world_size"] == 1
     assert float(state["optimizer"]["state"][0]["step"]) == 96 + 8  # 8 steps an iteration
     assert not all(torch.equal(policy[k], v) for k, v in before[0].items())
