@@ -560,18 +560,24 @@ def test_settings_the_processes_cannot_share_are_refused(
     assert not any(tmp_path.iterdir())
 
 
+def refused_online_and_offline(out: Path, error: str) -> None:
+    """A PPO run and an A-LoL run into ``out`` are both refused with ``error``, before
+    anything is written there."""
+    with pytest.raises(RunSetupError, match=error):
+        run(tiny(out), "ppo")
+    cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(out))
+    with pytest.raises(RunSetupError, match=error):
+        run(cfg, "alol")
+    assert not any(out.iterdir())
+
+
 def test_an_fsdp_launch_is_refused(
     two_processes: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """accelerate's FSDP config: refused, not run as DDP (accelerate on CPUs ignores the
     request, docs/scaling.md), by the online and the offline loops."""
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(RunSetupError, match=r"asked for FSDP, which this trainer does not run"):
-        run(tiny(tmp_path), "ppo")
-    cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(tmp_path))
-    with pytest.raises(RunSetupError, match=r"asked for FSDP"):
-        run(cfg, "alol")
-    assert not any(tmp_path.iterdir())
+    refused_online_and_offline(tmp_path, r"asked for FSDP, which this trainer does not run")
 
 
 @pytest.mark.parametrize(
@@ -614,12 +620,7 @@ def test_deepspeed_is_refused_when_missing(
         "find_spec",
         lambda name, *a: None if name == "deepspeed" else find_spec(name, *a),
     )
-    with pytest.raises(RunSetupError, match=r"DeepSpeed, which is not installed here"):
-        run(tiny(tmp_path), "ppo")
-    cfg = ALoLConfig(batch_size=4, total_iterations=1, output_dir=str(tmp_path))
-    with pytest.raises(RunSetupError, match=r"DeepSpeed, which is not installed here"):
-        run(cfg, "alol")
-    assert not any(tmp_path.iterdir())
+    refused_online_and_offline(tmp_path, r"DeepSpeed, which is not installed here")
 
 
 def test_a_launch_without_a_launcher_is_refused(
