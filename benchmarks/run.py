@@ -11,9 +11,12 @@ an algorithm's config lacks are ignored, as in ``agents.cli.PRESETS``).
 
 Each run goes through the public entry points only: :func:`agents.trainer.run` trains it into
 its run directory ``<out>/rundirs/<task>/<row>-s<seed>``, then :func:`agents.evaluate.evaluate`
-samples π alone once per test prompt, with the run's own sampling settings (the suite's, the
-same for every row) and the run's seed as the sampling seed, or decodes with beam search where
-the suite says so for a task (``eval_num_beams``: paper-small's CommonGen-v0, 5 beams). The
+samples π alone ``eval_samples`` times per test prompt (paper-small: 3), with the run's own
+sampling settings (the suite's, the same for every row), the first time with the run's seed as
+the sampling seed (every metric), then with :data:`EXTRA_SEED` seeds (the task reward only), or
+decodes once with beam search where the suite says so for a task (``eval_num_beams``:
+paper-small's CommonGen-v0, 5 beams). A run saved with fewer samples than its suite now asks
+for gets the missing ones next time, where its policy is still at hand. The
 "Zero-shot" row is a run of 0 iterations (the initial policy); the "Guide" row is the task's
 guide (the one the runs learn from) scored by :func:`agents.evaluate.evaluate_guide` on the
 same test prompts with the same seed. The A-LoL rows learn from one offline data file per task
@@ -69,6 +72,10 @@ GUIDE = "guide"
 SPLIT_SEED = 10_000
 """The zero-shot row's extra evaluations, whose rewards split the prompts by difficulty, use
 evaluation seeds ``SPLIT_SEED + split_samples · seed + j``: no run is evaluated with them."""
+EXTRA_SEED = 20_000
+"""Sample j >= 1 of a run's test prompts (:attr:`Suite.eval_samples`) uses evaluation seed
+``EXTRA_SEED + 1000 · seed + j``; sample 0 the run's seed. Every row of a seed shares them
+(common random numbers), and raising ``eval_samples`` later only adds seeds."""
 SAMPLING = ("top_k", "temperature")
 """Settings evaluation samples with (the run's own): only a suite's ``shared`` may set them."""
 RESULTS = Path(__file__).parent / "results"
@@ -146,6 +153,10 @@ class Suite:
     """Episodes per evaluation batch."""
     eval_num_samples: int | None = None
     """Evaluate the first N test prompts (None: all)."""
+    eval_samples: int = 1
+    """Samples per test prompt of each run: the first with the run's seed (every metric), the
+    others with :data:`EXTRA_SEED` seeds (the task reward only); the table's reward is their
+    mean. A task decoded with beam search takes one (it is deterministic)."""
     eval_num_beams: dict[str, int] = field(default_factory=dict)
     """Env id -> beams of a deterministic beam search at evaluation, in place of sampling
     (every policy row of that task; the guide row samples as the runs see it)."""
@@ -246,6 +257,7 @@ SUITES: dict[str, Suite] = {
         per_task={"textgen_env/IMDB-v0": {"demonstrations": "guide"}},
         data={"samples_per_prompt": 2, "batch_size": 16, "seed": 0},
         eval_batch_size=30,
+        eval_samples=3,
         eval_num_beams={"textgen_env/CommonGen-v0": 5},
         keep_checkpoints=False,
     ),
@@ -274,6 +286,7 @@ SUITES: dict[str, Suite] = {
         },
         data={"samples_per_prompt": 1, "max_prompts": 32, "batch_size": 16, "seed": 0},
         eval_batch_size=48,
+        eval_samples=2,
         threads=1,
         split_samples=2,
     ),
@@ -373,6 +386,13 @@ def check_suite(name: str, suite: Suite) -> None:
     unknown = [t for t in suite.tasks if t not in METRICS]
     if unknown:
         raise SuiteError(f"suite {name}: unknown task(s) {', '.join(unknown)}")
+    if (
+        isinstance(suite.eval_samples, bool)
+        or not isinstance(suite.eval_samples, int)
+        or (not 1 <= suite.eval_samples <= 999)
+    ):
+        raise SuiteError(f"suite {name}: eval_samples must be an integer in [1, 999], got "
+                         f"{suite.eval_samples!r}")  # fmt: skip
     for task, beams in suite.eval_num_beams.items():
         if task not in suite.tasks or isinstance(beams, bool) or not isinstance(beams, int):
             raise SuiteError(f"suite {name}: eval_num_beams {task}: {beams!r} (not its task?)")
@@ -512,23 +532,60 @@ def train_row(out: Path, suite: Suite, task: str, key: str, seed: int) -> dict[s
 
 
 def evaluate_row(
-    out: Path, suite: Suite, task: str, key: str, seed: int, eval_seed: int | None = None
+    out: Path,
+    suite: Suite,
+    task: str,
+    key: str,
+    seed: int,
+    eval_seed: int | None = None,
+    perplexity: bool = True,
 ) -> dict[str, Any]:
     """Score one run on the test split (:func:`agents.evaluate.evaluate`, or
     :func:`agents.evaluate.evaluate_guide` for the guide row, which samples as the runs see
     it) with evaluation seed ``eval_seed`` (default: the run's seed); returns the evaluator's
-    result."""
+    result (``perplexity`` False: without that metric)."""
     common = {
         "split": "test",
         "batch_size": suite.eval_batch_size,
         "seed": seed if eval_seed is None else eval_seed,
         "num_samples": suite.eval_num_samples,
+        "perplexity": perplexity,
     }
     if ROWS[key].algo == GUIDE:
         epsilon = suite.shared.get("guide_epsilon", TrainConfig.guide_epsilon)
         return evaluate_guide(task, guide_epsilon=epsilon, **common)
     beams = suite.eval_num_beams.get(task, 1)
     return evaluate(str(run_path(out, task, key, seed)), num_beams=beams, **common)
+
+
+def extra_seeds(suite: Suite, task: str, seed: int) -> list[int]:
+    """The evaluation seeds of a run's samples after the first (:data:`EXTRA_SEED`)."""
+    k = 1 if suite.eval_num_beams.get(task, 1) > 1 else suite.eval_samples
+    return [EXTRA_SEED + 1000 * seed + j for j in range(1, k)]
+
+
+def missing_seeds(suite: Suite, record: dict[str, Any]) -> list[int]:
+    """The extra evaluation seeds the suite asks for that ``record`` has not been scored with."""
+    have = set(record.get("extra_eval_seeds", []))
+    return [s for s in extra_seeds(suite, record["task"], record["seed"]) if s not in have]
+
+
+def add_samples(out: Path, suite: Suite, record: dict[str, Any]) -> dict[str, Any]:
+    """Score the run of ``record`` with the extra seeds it lacks (its policy must still be in
+    its run directory, or be the guide); returns the record with ``extra_eval_seeds`` and
+    ``extra_rewards`` (one list of rewards per seed, prompts in order) grown."""
+    task, key, seed = record["task"], record["row"], record["seed"]
+    seeds, rewards = list(record.get("extra_eval_seeds", [])), list(record.get("extra_rewards", []))
+    t0 = time.perf_counter()
+    for s in missing_seeds(suite, record):
+        result = evaluate_row(out, suite, task, key, seed, eval_seed=s, perplexity=False)
+        if [x["prompt"] for x in result["samples"]] != record["prompts"]:
+            raise SuiteError(f"{key} seed {seed}: evaluated on other prompts than its record")
+        seeds.append(s)
+        rewards.append([x["reward"] for x in result["samples"]])
+    seconds = record.get("extra_eval_seconds", 0.0) + time.perf_counter() - t0
+    return record | {"extra_eval_seeds": seeds, "extra_rewards": rewards,
+                     "extra_eval_seconds": seconds}  # fmt: skip
 
 
 def rebuild(out: Path, suite: Suite, task: str, key: str, seed: int) -> None:
@@ -601,7 +658,10 @@ def execute(
         splits = [evaluate_row(out, suite, task, key, seed, eval_seed=s) for s in seeds]
         record["split_eval_seeds"] = seeds
         record["split_rewards"] = [[s["reward"] for s in r["samples"]] for r in splits]
-    record["seconds"] = record["train_seconds"] + record["eval_seconds"]
+    record = add_samples(out, suite, record)
+    record["seconds"] = (
+        record["train_seconds"] + record["eval_seconds"] + record["extra_eval_seconds"]
+    )
     write_json(result_path(out, task, key, seed), record)
     return record
 
@@ -641,6 +701,31 @@ def changed_settings(out: Path, suite: Suite, task: str, key: str, seed: int) ->
     )
 
 
+def complete_samples(out: Path, suite: Suite, task: str, key: str, seed: int, where: str) -> None:
+    """Give a saved run the extra test samples the suite now asks for (:func:`add_samples`)
+    where its policy can be had: the guide, a kept checkpoint, or the zero-shot policy
+    (trained again: 0 iterations, checked against its record by :func:`rebuild`). A run whose
+    checkpoint is gone keeps the samples it has (the report says so); deleting its JSON runs
+    it again."""
+    path = result_path(out, task, key, seed)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    missing = missing_seeds(suite, record)
+    if not missing:
+        return
+    rdir = run_path(out, task, key, seed)
+    if ROWS[key].algo == ZERO_SHOT and not checkpoint_dirs(rdir):
+        rebuild(out, suite, task, key, seed)
+    if ROWS[key].algo != GUIDE and not checkpoint_dirs(rdir):
+        print(f"{where}: has {1 + len(record.get('extra_eval_seeds', []))} test sample(s) per "
+              f"prompt of {1 + len(extra_seeds(suite, task, seed))}, and its checkpoint is gone: "
+              f"delete {path} to run it again", flush=True)  # fmt: skip
+        return
+    write_json(path, add_samples(out, suite, record))
+    print(f"{where}: added {len(missing)} test sample(s) per prompt", flush=True)
+    if not suite.keep_checkpoints:
+        prune_checkpoints(rdir, donor=key in {ROWS[r].init_from for r in suite.rows})
+
+
 def plan(suite: Suite, rows: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]):
     """``[(task, row, seed), ...]`` in run order; a BC+X row brings its BC row along."""
     needed = set(rows) | {ROWS[r].init_from for r in rows if ROWS[r].init_from}
@@ -667,6 +752,11 @@ def run_suite(
             changed = changed_settings(out, suite, task, key, seed)
             note = f" (the table now differs in {', '.join(changed)})" if changed else ""
             print(f"{where}: done before, skipped{note}", flush=True)
+            try:
+                complete_samples(out, suite, task, key, seed, where)
+            except (RunSetupError, CheckpointError, GuideError, SuiteError) as err:
+                print(f"{where}: FAILED to add samples: {' '.join(str(err).split())}", flush=True)
+                failed.add((task, key, seed))
             continue
         if (task, ROWS[key].init_from, seed) in failed:
             print(f"{where}: skipped, its {ROWS[key].init_from} run failed", flush=True)

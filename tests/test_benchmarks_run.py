@@ -52,6 +52,10 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     assert [s for s, _ in record["curves"]["unguided"]] == [0, 1]  # from TensorBoard
     assert len(record["rewards"]) == len(record["prompts"]) == record["eval"]["num_samples"]
     assert np.isclose(np.mean(record["rewards"]), record["metrics"]["task_reward"])
+    # the suite's second sample per prompt: another seed, the task reward only
+    assert record["extra_eval_seeds"] == [bench.EXTRA_SEED + 1000 * 1 + 1]
+    assert len(record["extra_rewards"][0]) == len(record["rewards"])
+    assert record["extra_rewards"][0] != record["rewards"]
     zero = json.loads(saved["zero-shot-s0.json"].read_text())
     assert zero["iterations"] == 0 and zero["prompts"] == record["prompts"]  # same prompts
     # the difficulty split's own samples of the initial policy: other evaluation seeds
@@ -77,6 +81,11 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     assert "data" not in rest and [g for g, _ in rest["curves"]["grow"]] == [0]  # grows its own
 
     table = (out / "table.md").read_text()
+    assert "2 samples per prompt" in table and "fewer samples" not in table
+    # a cell's reward: the mean over seeds of each run's mean over both samples
+    bcs = [json.loads(saved[f"bc-s{s}.json"].read_text()) for s in (0, 1)]
+    means = [np.mean([b["rewards"], b["extra_rewards"][0]]) for b in bcs]
+    assert f"| BC | {report._mean_std(means)} |" in table
     for label in ("Zero-shot", "Guide", "BC", "PPO", "BC+PPO", "A-LoL", "ReST", "BC+A-LoL"):
         assert f"| {label} | " in table
     assert "(partial)" not in table
@@ -165,7 +174,9 @@ def test_a_bc_x_row_rebuilds_a_bc_checkpoint_the_run_directory_lost(
     assert latest_checkpoint(bc_dir).name == "iter-000002"
     record = json.loads(results(tmp_path)["bc+ppo-s0.json"].read_text())
     assert record["rebuild_seconds"] > 0  # apart from the run's own time
-    assert record["seconds"] == record["train_seconds"] + record["eval_seconds"]
+    assert record["seconds"] == (
+        record["train_seconds"] + record["eval_seconds"] + record["extra_eval_seconds"]
+    )
 
     # a BC run that no longer reproduces its JSON is refused, not silently replaced
     saved = bench.result_path(tmp_path, TASK, "bc", 0)
@@ -189,6 +200,7 @@ def test_a_suite_may_decode_a_task_with_beam_search(
     zero = json.loads(results(tmp_path)["zero-shot-s0.json"].read_text())
     guide = json.loads(results(tmp_path)["guide-s0.json"].read_text())
     assert zero["eval"]["num_beams"] == 2 and guide["eval"]["num_beams"] == 1
+    assert zero["extra_eval_seeds"] == guide["extra_eval_seeds"] == []  # beams: one sample
     again = evaluate(str(bench.run_path(tmp_path, TASK, "zero-shot", 0)), num_beams=2, seed=7)
     assert [s["generation"] for s in again["samples"]] == zero["generations"]  # deterministic
     assert (
@@ -196,6 +208,48 @@ def test_a_suite_may_decode_a_task_with_beam_search(
         in (tmp_path / "table.md").read_text()
     )
     assert "num_beams" in (tmp_path / "runs.csv").read_text().splitlines()[0]
+
+
+def test_saved_runs_get_the_samples_a_suite_now_asks_for_where_their_policy_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = dataclasses.replace(bench.SUITES["smoke"], eval_samples=1, keep_checkpoints=False)
+    monkeypatch.setitem(bench.SUITES, "smoke", one)
+    args = ["--suite", "smoke", "--only", "zero-shot,guide,ppo", "--seeds", "0"]
+    assert bench.main([*args, "--out", str(tmp_path / "old")]) == 0
+    before = {n: json.loads(p.read_text()) for n, p in results(tmp_path / "old").items()}
+    assert all(r["extra_rewards"] == [] for r in before.values())
+
+    monkeypatch.setitem(bench.SUITES, "smoke", dataclasses.replace(one, eval_samples=2))
+    capsys.readouterr()
+    assert bench.main([*args, "--out", str(tmp_path / "old")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("added 1 test sample(s) per prompt") == 2  # zero-shot and guide
+    assert "PPO · seed 0: has 1 test sample(s) per prompt of 2, and its checkpoint is gone" in (
+        printed
+    )
+    after = {n: json.loads(p.read_text()) for n, p in results(tmp_path / "old").items()}
+    assert after["ppo-s0.json"] == before["ppo-s0.json"]
+    for name in ("zero-shot-s0.json", "guide-s0.json"):  # the first sample kept as it was
+        assert {k: v for k, v in after[name].items() if "extra" not in k} == {
+            k: v for k, v in before[name].items() if "extra" not in k
+        }
+    assert not list(bench.run_path(tmp_path / "old", TASK, "zero-shot", 0).glob("*/iter-*"))
+    table = (tmp_path / "old" / "table.md").read_text()
+    assert "2 samples per prompt" in table
+    assert "fewer samples" in table and "PPO on Positive-v0 (1)" in table
+
+    # the added samples are those of runs scored with two samples from the start
+    assert bench.main(["--suite", "smoke", "--only", "zero-shot,guide", "--seeds", "0",
+                       "--out", str(tmp_path / "new")]) == 0  # fmt: skip
+    for name, fresh in results(tmp_path / "new").items():
+        fresh_record = json.loads(fresh.read_text())
+        assert (
+            after[name]["extra_eval_seeds"]
+            == fresh_record["extra_eval_seeds"]
+            == [bench.EXTRA_SEED + 1]
+        )
+        assert after[name]["extra_rewards"] == fresh_record["extra_rewards"]
 
 
 @pytest.mark.parametrize(
