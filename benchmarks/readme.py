@@ -389,6 +389,27 @@ def table_cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
+def paired_section(lines: list[str]) -> list[str]:
+    """The paragraph and the task's table of the "Paired with" section of ``table.md``, or
+    nothing when it has none for the task."""
+    start = next((i for i, line in enumerate(lines) if line.startswith("## Paired with")), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    section = lines[start + 1 : end]
+    head = f"{PAPER_SMALL_TASK}:"
+    if head not in section:
+        return []
+    at = section.index(head) + 2
+    table = []
+    for line in section[at:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    intro = next((line for line in section if line.strip()), "")
+    return [intro, "\n".join(table)] if table else []
+
+
 def render_paper_small(results: Results) -> str:
     link = f"[benchmarks/results/{PAPER_SMALL_TABLE}](benchmarks/results/{PAPER_SMALL_TABLE})"
     text = results.get(PAPER_SMALL_TABLE)
@@ -419,6 +440,7 @@ def render_paper_small(results: Results) -> str:
             f"`--suite paper-small`, the {PAPER_SMALL_TASK} columns of {link}:",
             *about,
             "\n".join(table),
+            *paired_section(lines),
             # written by benchmarks.report beside the table for every task with runs
             f"![{PAPER_SMALL_TASK} learning curves (paper-small)]"
             f"(benchmarks/results/paper-small/curves_{PAPER_SMALL_TASK}.png)",

@@ -120,6 +120,78 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{_fmt(statistics.mean(values))} ± {_fmt(statistics.stdev(values))}"
 
 
+# ----------------------------------------------------------------------------- paired gains
+
+
+PAIRED_WITH = ("zero-shot", "guide")
+"""Rows every other row is compared with prompt by prompt (:func:`paired_gain`)."""
+
+
+def paired_gain(runs: Records, base: Records) -> tuple[float, float, list[float]] | None:
+    """``(gain, se, per-seed gains)`` of ``runs`` over ``base`` on the same test prompts,
+    paired by seed and prompt: for each seed both have, d_p = the run's reward of prompt p
+    minus the base's (each the mean over its samples, :func:`prompt_rewards`); the seed's gain
+    is mean_p d_p with standard error std_p(d_p) / √P; pooled over the n seeds, the gain is
+    the mean of theirs and se = √(Σ se_s²) / n. The spread between prompts and samples is in
+    se; that between training seeds is not (see the per-seed gains). None without a shared
+    seed on the same prompts."""
+    bases = {r["seed"]: r for r in base}
+    gains, ses = [], []
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        b = bases.get(r["seed"])
+        if b is None or b["prompts"] != r["prompts"]:
+            continue
+        d = prompt_rewards(r) - prompt_rewards(b)  # (P,)
+        gains.append(float(d.mean()))
+        ses.append(float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"))
+    if not gains:
+        return None
+    se = float(np.sqrt(np.sum(np.square(ses)))) / len(ses)
+    return float(np.mean(gains)), se, gains
+
+
+def _paired_lines(
+    by: dict[str, dict[str, Records]], tasks: list[str], rows: list[str], labels: dict[str, str]
+) -> list[str]:
+    """The table of each row's paired gain over the zero-shot policy and over the guide."""
+    lines = []
+    for task in tasks:
+        bases = [b for b in PAIRED_WITH if by[task].get(b)]
+        others = [r for r in rows if r not in PAIRED_WITH and by[task].get(r)]
+        if not bases or not others:
+            continue
+        if not lines:
+            lines = [
+                "## Paired with zero-shot and the guide",
+                "",
+                "Each row's task reward minus that of the zero-shot policy (or the guide) on the "
+                "same test prompts and seed, prompt by prompt (each the mean over its samples), "
+                "pooled over seeds: gain ± standard error over prompts; the seeds' own gains in "
+                "brackets. A gain of two standard errors or more is unlikely from the sampling "
+                "of prompts and completions alone; the spread between training seeds shows in "
+                "the brackets.",
+            ]
+        lines += [
+            "",
+            f"{short(task)}:",
+            "",
+            "| Row | " + " | ".join(f"minus {labels[b]}" for b in bases) + " |",
+            "|---|" + "---|" * len(bases),
+        ]
+        for row in others:
+            cells = []
+            for b in bases:
+                got = paired_gain(by[task][row], by[task][b])
+                if got is None:
+                    cells.append("—")
+                    continue
+                gain, se, per_seed = got
+                seeds = ", ".join(f"{g:+.3f}" for g in per_seed)
+                cells.append(f"{gain:+.3f} ± {se:.3f} ({seeds})")
+            lines.append(f"| {labels[row]} | " + " | ".join(cells) + " |")
+    return [*lines, ""] if lines else []
+
+
 # ----------------------------------------------------------------------------- difficulty
 
 
@@ -379,6 +451,7 @@ def _write_table(
         "",
         *_settings_lines(records, rows, labels),
         "",
+        *_paired_lines(by, tasks, rows, labels),
         *_data_lines(records, tasks),
         *_time_lines(by, tasks, rows, labels),
     ]

@@ -468,3 +468,37 @@ def test_a_results_file_without_a_field_or_not_json_is_one_line(
     assert (code, out) == (2, "")
     assert err.startswith("error: ") and "demo.json is not valid JSON" in err
     assert err.count("\n") == 1
+
+
+def test_render_paper_small_shows_the_imdb_paired_gains() -> None:
+    paired = "\n".join(
+        [
+            "## Paired with zero-shot and the guide",
+            "",
+            "Each row minus zero-shot, prompt by prompt.",
+            "",
+            "CommonGen-v0:",
+            "",
+            "| Row | minus Zero-shot |",
+            "|---|---|",
+            "| PPO | +0.900 ± 0.100 (+0.900) |",
+            "",
+            "IMDB-v0:",
+            "",
+            "| Row | minus Zero-shot |",
+            "|---|---|",
+            "| PPO | +0.150 ± 0.050 (+0.100, +0.200) |",
+            "",
+            "## Wall time",
+            "",
+            "| Row | IMDB-v0 |",
+        ]
+    )
+    text = readme.render_paper_small({"paper-small/table.md": PAPER_SMALL + "\n" + paired})
+    assert text.endswith(
+        "| PPO | 0.400 ± 0.020 (n=2) | 12.000 ± 0.200 |\n\n"
+        "Each row minus zero-shot, prompt by prompt.\n\n"
+        "| Row | minus Zero-shot |\n|---|---|\n| PPO | +0.150 ± 0.050 (+0.100, +0.200) |\n\n"
+        "![IMDB-v0 learning curves (paper-small)]"
+        "(benchmarks/results/paper-small/curves_IMDB-v0.png)"
+    )

@@ -82,6 +82,8 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
 
     table = (out / "table.md").read_text()
     assert "2 samples per prompt" in table and "fewer samples" not in table
+    paired = table[table.index("## Paired with zero-shot and the guide") :]
+    assert "| Row | minus Zero-shot | minus Guide |" in paired and "| BC+A-LoL | +" in paired
     # a cell's reward: the mean over seeds of each run's mean over both samples
     bcs = [json.loads(saved[f"bc-s{s}.json"].read_text()) for s in (0, 1)]
     means = [np.mean([b["rewards"], b["extra_rewards"][0]]) for b in bcs]
@@ -387,3 +389,23 @@ def test_a_cell_of_one_seed_shows_its_value_alone() -> None:
     assert report._mean_std([0.25]) == "0.250"
     assert report._mean_std([0.2, 0.4]) == "0.300 ± 0.141"  # sample std sqrt(0.02)
     assert report._mean_std([11.3, 11.9]) == "11.60 ± 0.424"  # each number to its own size
+
+
+def test_paired_gain_by_hand() -> None:
+    def rec(seed: int, rewards: list[float], *extra: list[float], prompts: str = "ab") -> dict:
+        return {"seed": seed, "prompts": list(prompts), "rewards": rewards,
+                "extra_rewards": list(extra)}  # fmt: skip
+
+    runs = [
+        rec(0, [1.0, 0.0], [0.0, 0.0]),  # prompt means (0.5, 0.0)
+        rec(1, [0.4, 0.2]),
+        rec(2, [9.0, 9.0]),  # no base run of seed 2: left out
+        rec(3, [9.0, 9.0], prompts="xy"),  # other prompts than its base: left out
+    ]
+    base = [rec(0, [0.0, 0.0]), rec(1, [0.2, 0.2]), rec(3, [0.0, 0.0])]
+    gain, se, per_seed = report.paired_gain(runs, base)
+    # seed 0: d = (0.5, 0), gain 0.25, se 0.3536/√2 = 0.25; seed 1: d = (0.2, 0), 0.1, 0.1
+    assert per_seed == pytest.approx([0.25, 0.1])
+    assert gain == pytest.approx(0.175)
+    assert se == pytest.approx(np.sqrt(0.25**2 + 0.1**2) / 2)
+    assert report.paired_gain(runs[2:], base) is None
