@@ -177,26 +177,28 @@ def train(
     run = start_run(cfg, algo, init_from=init_from, resume=resume, overwrite=overwrite)
     ac, venv, procs = run.ac, run.envs.unwrapped, run.procs
 
-    # 1. data: the rows, replayed through the env
-    rows, path = _rows(cfg, run)
-    try:
-        data = replay(venv, rows, str(path))
-    except DataFileError as err:
-        raise RunSetupError(str(err)) from err
-    _check_rewards(rows, data, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    # log π_ref of every response token (N, G), for the importance weights only
-    ref_logprobs = None
-    if variant.ratio != "none":
-        ref_logprobs = _reference_logprobs(ac, data, cfg.batch_size, procs)
+    # 1.-2. under ZeRO-3 with π's weights (and LoRA's π_ref) gathered whole for the block
+    with procs.whole(ac):
+        # 1. data: the rows, replayed through the env
+        rows, path = _rows(cfg, run)
+        try:
+            data = replay(venv, rows, str(path))
+        except DataFileError as err:
+            raise RunSetupError(str(err)) from err
+        _check_rewards(rows, data, path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        # log π_ref of every response token (N, G), for the importance weights only
+        ref_logprobs = None
+        if variant.ratio != "none":
+            ref_logprobs = _reference_logprobs(ac, data, cfg.batch_size, procs)
 
-    # 2. V_ref and the rows' weights (kept in the checkpoint: a resumed run reuses them)
-    if run.state is not None:
-        if run.state["data_sha256"] != digest:
-            raise RunSetupError(f"--resume: {path} changed since the run started")
-        weights = run.state["weights"]
-    else:
-        weights = _weights(variant, cfg, run, data)
+        # 2. V_ref and the rows' weights (kept in the checkpoint: a resumed run reuses them)
+        if run.state is not None:
+            if run.state["data_sha256"] != digest:
+                raise RunSetupError(f"--resume: {path} changed since the run started")
+            weights = run.state["weights"]
+        else:
+            weights = _weights(variant, cfg, run, data)
     # 3. filter: rows with a positive weight
     keep = torch.nonzero(weights > 0).squeeze(1)  # (N',)
     if len(keep) == 0:
@@ -224,7 +226,8 @@ def train(
             run.policy, ac, run.optimizer, data, ref_logprobs, pick, w, variant, cfg, procs
         )
         scalars["time/update"] = time.perf_counter() - t0
-        check_finite(ac, scalars, step, run.out)  # before anything is logged or saved
+        with procs.whole(ac):
+            check_finite(ac, scalars, step, run.out)  # before anything is logged or saved
         for name, value in scalars.items():
             run.log(name, value, step)
         bar.set_postfix(nll=f"{scalars['losses/nll']:.3f}")

@@ -19,8 +19,12 @@ split it:
   Under an accelerate DeepSpeed config (ZeRO stage 1 or 2) π and its
   optimizer go into DeepSpeed's engine instead (:class:`ShardedPolicy`): the gradients are
   averaged the same way, and each process keeps only its partition of the AdamW state (and,
-  with stage 2, of the gradients); the weights stay whole in every process, so sampling and
-  scoring are unchanged.
+  with stage 2, of the gradients); with stages 1 and 2 the weights stay whole in every
+  process, so sampling and scoring are unchanged. Stage 3 partitions the weights as well:
+  the engine gathers each layer for the update's passes, and every block that runs π outside
+  the engine (sampling, scoring, the finiteness check, checkpoints, ReST's Grow and restart,
+  A-LoL's V_ref samples) runs inside :meth:`Processes.whole`, which gathers π whole in every
+  process for its duration. π_ref is not in the engine: it stays whole in every process.
 * **scalars**: one iteration's logged scalars are the mean over the processes (counts of
   the batch's work, :data:`SUMMED`, are summed); the KL that adapts β_KL is the mean over
   every π token of the global batch (:meth:`Processes.reduce`).
@@ -51,6 +55,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -113,9 +118,10 @@ SHARDING = {
 DeepSpeed (:data:`DEEPSPEED`) is run."""
 DEEPSPEED = "ACCELERATE_USE_DEEPSPEED"
 """What ``accelerate launch`` sets for a DeepSpeed config (``configs/accelerate/zero2.yaml``)."""
-ZERO_STAGES = ("1", "2")
-"""The ZeRO stages run here: both keep the weights whole in every process. Stage 3 partitions
-them too, and sampling and scoring call π outside DeepSpeed's engine (docs/scaling.md)."""
+ZERO_STAGES = ("1", "2", "3")
+"""The ZeRO stages run here. Stages 1 and 2 keep π's weights whole in every process; stage 3
+partitions them too, and gathers them whole for the blocks that use π outside DeepSpeed's
+engine (:meth:`Processes.whole`)."""
 
 
 def world_size() -> int:
@@ -187,9 +193,9 @@ def check_zero(stage: str, offload: dict[str, str]) -> None:
     offloading (``offload``: what → device, "none" for none)."""
     if stage not in ZERO_STAGES:
         raise RunSetupError(
-            f"DeepSpeed ZeRO stage {stage} is not run by this trainer: stages "
-            f"{' and '.join(ZERO_STAGES)} keep π's weights whole in every process, which its "
-            "sampling and scoring need (docs/scaling.md)"
+            f"DeepSpeed ZeRO stage {stage} is not run by this trainer: use stage "
+            f"{', '.join(ZERO_STAGES[:-1])} or {ZERO_STAGES[-1]} (stage 0 is plain data "
+            "parallelism: configs/accelerate/cpu.yaml or ddp.yaml)"
         )
     for what, device in offload.items():
         if device != "none":
@@ -326,12 +332,14 @@ class ReplicatedPolicy:
 
 
 class ShardedPolicy(ReplicatedPolicy):
-    """π as the update functions see it under DeepSpeed ZeRO (stage 1 or 2).
+    """π as the update functions see it under DeepSpeed ZeRO (stage 1, 2 or 3).
 
     Calling it runs π's forward through DeepSpeed's engine; :meth:`step` hands the loss to the
     engine, which averages the gradients over the processes, clips them to the config's
     ``gradient_clipping`` (the run's ``max_grad_norm``, :func:`join_processes`) and steps its
-    partition of AdamW. The weights stay whole in every process.
+    partition of AdamW. Under stages 1 and 2 the weights stay whole in every process; under
+    stage 3 the engine gathers each layer's for its passes (:meth:`Processes.whole` for the
+    passes outside it).
     """
 
     def __init__(
@@ -376,6 +384,8 @@ class Processes:
     """Joins the processes (``None`` in a single process)."""
     replicas: list[ReplicatedPolicy] = field(default_factory=list, repr=False)
     """What :meth:`replicate` handed out, released by :meth:`finish`."""
+    _whole: bool = field(default=False, repr=False)
+    """Inside :meth:`whole` (ZeRO-3)."""
 
     @property
     def main(self) -> bool:
@@ -428,6 +438,42 @@ class Processes:
         """Whether DeepSpeed's engine holds π and its optimizer (:class:`ShardedPolicy`)."""
         return self.accelerator is not None and self.accelerator.state.deepspeed_plugin is not None
 
+    @property
+    def zero3(self) -> bool:
+        """Whether π's weights are partitioned over the processes (DeepSpeed ZeRO stage 3)."""
+        return self.deepspeed and self.accelerator.state.deepspeed_plugin.zero_stage == 3  # type: ignore[union-attr]
+
+    @contextmanager
+    def whole(self, ac: ActorCritic, modify: bool = False) -> Iterator[None]:
+        """π's weights whole in this process for the block, where ZeRO-3 partitions them
+        (every process enters it together: gathering them is collective); a no-op otherwise.
+
+        Inside, ZeRO-3's hooks are off π's modules: each process may then run π as often as
+        it likes (sampling differs in length between processes), where the hooks would
+        gather every layer again in every call and join the other processes for it. With
+        ``modify`` the main process's weights at the end of the block become every process's
+        partitions (ReST-EM's restart); without it, what the block writes into them is lost.
+        """
+        engine = next((r.wrapped for r in self.replicas if isinstance(r, ShardedPolicy)), None)
+        if not self.zero3 or engine is None or self._whole:  # (whole already: no nesting)
+            yield
+            return
+        import deepspeed
+
+        offload = engine.optimizer.parameter_offload  # type: ignore[union-attr]
+        params = list(ac.parameters())
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=0 if modify else None):
+            hooks = [*offload.forward_hooks, *offload.backward_hooks, offload.fwd_pre_hook]
+            for hook in hooks:  # the root's pre-hook too: it compares traces across processes
+                hook.remove()
+            offload.forward_hooks, offload.backward_hooks = [], []
+            self._whole = True
+            try:
+                yield
+            finally:
+                self._whole = False
+                offload.setup_zero_stage3_hooks()  # (re-registered: it re-records its trace)
+
     def replicate(self, ac: ActorCritic) -> ActorCritic | ReplicatedPolicy:
         """π for the update: wrapped by accelerate (DDP) in a multi-process run, else π."""
         if self.accelerator is None:
@@ -457,14 +503,9 @@ class Processes:
         if not self.deepspeed:
             return ac.optimizer(lr)
         base = _zero_base(optimizer)
-        if base.state:  # (none before the first step)
-            from deepspeed.utils import safe_set_full_optimizer_state
-
-            for p in ac.trainable_parameters():
-                for key in ("exp_avg", "exp_avg_sq"):
-                    safe_set_full_optimizer_state(p, torch.zeros_like(p), key)
-            for st in base.state.values():
-                st["step"].zero_()
+        for st in base.state.values():  # this process's partitions (none before a step)
+            for value in st.values():  # step, exp_avg, exp_avg_sq, zeroed in place
+                value.zero_()
         for group in base.param_groups:
             group["lr"] = lr
         return optimizer
@@ -472,7 +513,8 @@ class Processes:
     def weights_changed(self, ac: ActorCritic) -> None:
         """Tell DeepSpeed that π's weights were set in place (ReST-EM's restart): ZeRO steps
         its own fp32 copy of each process's partition, which takes them over here (every
-        process calls this; nothing to do without DeepSpeed)."""
+        process calls this, under ZeRO-3 inside ``whole(ac, modify=True)``; nothing to do
+        without DeepSpeed)."""
         if not self.deepspeed:
             return
         from deepspeed.utils import safe_set_full_fp32_param
@@ -521,16 +563,17 @@ class Processes:
                     f"{len(params)}"
                 )
             step = next(iter(saved["state"].values()))["step"]
-            for group in base.param_groups:  # AdamW makes its state at the first step
-                for flat in group["params"]:
-                    base.state[flat] = {
-                        "step": torch.as_tensor(float(step), dtype=torch.float32).clone(),
-                        "exp_avg": torch.zeros_like(flat),
-                        "exp_avg_sq": torch.zeros_like(flat),
-                    }
-            # ZeRO links each parameter to its slice of that state after its first step
-            # (DeepSpeed 0.19, stage_1_and_2.py); before one, link it now.
-            optimizer.optimizer._lazy_init_hp_params_optimizer_state()  # type: ignore[attr-defined]
+            for flat in _zero_flats(optimizer, self.zero3):  # AdamW makes it at a first step
+                base.state[flat] = {
+                    "step": torch.as_tensor(float(step), dtype=torch.float32).clone(),
+                    "exp_avg": torch.zeros_like(flat),
+                    "exp_avg_sq": torch.zeros_like(flat),
+                }
+            # ZeRO-1/2 link each parameter to its slice of that state after their first step
+            # (DeepSpeed 0.19, stage_1_and_2.py); before one, link it now. ZeRO-3 finds the
+            # slices in the state itself.
+            if not self.zero3:
+                optimizer.optimizer._lazy_init_hp_params_optimizer_state()  # type: ignore[attr-defined]
             for i, p in enumerate(params):
                 for key in ("exp_avg", "exp_avg_sq"):
                     safe_set_full_optimizer_state(p, saved["state"][i][key].to(p.device), key)
@@ -650,6 +693,15 @@ def _zero_base(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return optimizer.optimizer.optimizer  # type: ignore[attr-defined]
 
 
+def _zero_flats(optimizer: torch.optim.Optimizer, zero3: bool) -> list[torch.Tensor]:
+    """The flat fp32 partitions ZeRO's AdamW steps (its state's keys): ZeRO-1/2 keep them in
+    its param groups, ZeRO-3 puts them there only for the duration of a step (DeepSpeed
+    0.19, stage3.py)."""
+    if zero3:
+        return list(optimizer.optimizer.fp32_partitioned_groups_flat)  # type: ignore[attr-defined]
+    return [flat for group in _zero_base(optimizer).param_groups for flat in group["params"]]
+
+
 def _zero_step(base: torch.optim.Optimizer) -> torch.Tensor:
     """The number of steps ZeRO's AdamW took (the same for every partition)."""
     steps = {float(st["step"]) for st in base.state.values()}
@@ -704,6 +756,12 @@ def join_processes(cfg: TrainConfig) -> Processes:
                 for what in ("optimizer", "param")
             },
         )
+        if accelerator.state.deepspeed_plugin.zero3_init_flag:
+            raise RunSetupError(
+                "DeepSpeed's zero3_init_flag partitions every model as it is built, π_ref "
+                "too, which stays out of the engine and must be whole: set it to false "
+                "(π is partitioned when the engine takes it; configs/accelerate/zero3.yaml)"
+            )
         # The update picks its own minibatches; DeepSpeed's batch sizes only have to agree
         # with each other (one sample per process, no accumulation). Clipping is the run's.
         ds |= {

@@ -106,21 +106,21 @@ class OfflineRun:
         and every process's RNG states. Every process calls it; the main one writes."""
         every = self.procs.gather(rng_states(self.np_rng, self.envs.unwrapped.np_random))
         optimizer = self.procs.optimizer_state(self.optimizer, self.ac)  # every process
-        if not self.procs.main:
-            return
         trainer_state = {
             "iterations_done": done,
             "optimizer": optimizer,
             **rng_record(every),
             **state,
         }
-        save_checkpoint(
-            self.out,
-            done,
-            policy_state=self.ac.policy_state(),
-            trainer_state=trainer_state,
-            config=self.config,
-        )
+        with self.procs.whole(self.ac):  # (every process: ZeRO-3 gathers π's weights)
+            if self.procs.main:
+                save_checkpoint(
+                    self.out,
+                    done,
+                    policy_state=self.ac.policy_state(),
+                    trainer_state=trainer_state,
+                    config=self.config,
+                )
 
     def fresh_optimizer(self) -> None:
         """Start the optimizer afresh (ReST's Improve steps): AdamW with no state, as at the

@@ -157,11 +157,12 @@ def train(
         ac.eval()
         t0 = time.perf_counter()
         try:
-            grown = write_samples(
-                path, venv, learner, range(n), cfg.samples_per_prompt, (cfg.seed, g),
-                {"source": "policy", "grow_step": g, "policy": f"iter-{g * steps:06d}"},
-                progress=procs.main, procs=procs,
-            )  # fmt: skip
+            with procs.whole(ac):  # (ZeRO-3: π's weights gathered for the block)
+                grown = write_samples(
+                    path, venv, learner, range(n), cfg.samples_per_prompt, (cfg.seed, g),
+                    {"source": "policy", "grow_step": g, "policy": f"iter-{g * steps:06d}"},
+                    progress=procs.main, procs=procs,
+                )  # fmt: skip
         except DataFileError as err:
             raise RunSetupError(str(err)) from err
         rewards = np.array([r.reward for r in grown])
@@ -185,7 +186,8 @@ def train(
                 scalars = _improve(
                     run.policy, ac, run.optimizer, data, keep, cfg, (cfg.seed, g, i), procs
                 )
-                check_finite(ac, scalars, done, run.out)  # before it is logged or saved
+                with procs.whole(ac):
+                    check_finite(ac, scalars, done, run.out)  # before it is logged or saved
                 for name, value in scalars.items():
                     run.log(name, value, done)
             run.checkpoint(done + 1, grow_step=g, improve_step=i)
@@ -253,8 +255,9 @@ def _improve(
 def _restart_from_base(ac: ActorCritic, procs: Processes) -> None:
     """Put the base model's weights back into π (ReST-EM); π_ref is that base model."""
     assert ac.reference is not None  # not LoRA (checked before the run starts)
-    ac.model.load_state_dict(ac.reference.state_dict())
-    procs.weights_changed(ac)  # DeepSpeed's own fp32 copy of them, under ZeRO
+    with procs.whole(ac, modify=True):  # (ZeRO-3: set whole, then partitioned again)
+        ac.model.load_state_dict(ac.reference.state_dict())
+        procs.weights_changed(ac)  # DeepSpeed's own fp32 copy of them, under ZeRO
 
 
 def _references(run: OfflineRun) -> list[Row]:

@@ -162,17 +162,18 @@ def run(
     def checkpoint(done: int) -> None:
         every = procs.gather(rng_states(np_rng, venv.np_random))  # every process's streams
         optimizer_state = procs.optimizer_state(optimizer, ac)  # gathered from ZeRO's parts
-        if not procs.main:
-            return
         trainer_state = {
             "iterations_done": done,
             "optimizer": optimizer_state,
             "kl_controller": kl_ctl.state_dict(),
             **rng_record(every),
         }
-        save_checkpoint(
-            out, done, policy_state=ac.policy_state(), trainer_state=trainer_state, config=config
-        )
+        with procs.whole(ac):  # (every process: ZeRO-3 gathers π's weights)
+            if procs.main:
+                save_checkpoint(
+                    out, done, policy_state=ac.policy_state(), trainer_state=trainer_state,
+                    config=config,
+                )  # fmt: skip
 
     # A served guide's usage is logged per iteration, and its connections closed at the end.
     served = next((g for g in (helper, actor) if isinstance(g, APIGuide)), None)
@@ -189,12 +190,14 @@ def run(
             # for the whole batch: the main process's)
             plan = procs.from_main(spec.plan(local, iteration, np_rng))
             # 2. collect: this process's share of the batch through its env (agents.engine)
+            # (under ZeRO-3 with π's weights gathered whole; without it, as they are)
             ac.eval()
             used = served.usage() if served is not None else None
-            rollout = collect(venv, actor, helper, plan, np_rng)
-            # 3. score: log-probs, KL-shaped rewards, advantages (PPO family) or demonstrations
-            t0 = time.perf_counter()
-            batch = spec.score(ac, rollout, local, kl_ctl.value)
+            with procs.whole(ac):
+                rollout = collect(venv, actor, helper, plan, np_rng)
+                # 3. score: log-probs, KL-shaped rewards, advantages (PPO family) or demonstrations
+                t0 = time.perf_counter()
+                batch = spec.score(ac, rollout, local, kl_ctl.value)
             # 4. update: gradient steps (with several processes DDP averages the gradients)
             scalars = batch.stats | spec.update(policy, optimizer, batch, local, np_rng)
             update_s = time.perf_counter() - t0
@@ -214,7 +217,8 @@ def run(
             scalars, kl = procs.reduce(scalars, batch.kl, pi_tokens)
             if kl is not None:
                 kl_ctl.update(kl, cfg.batch_size)
-            check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
+            with procs.whole(ac):
+                check_finite(ac, scalars, iteration, out)  # before anything is logged or saved
             if writer is not None:
                 for name, value in scalars.items():
                     writer.add_scalar(name, value, iteration)

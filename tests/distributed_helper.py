@@ -14,8 +14,10 @@
 ``python tests/distributed_helper.py zero_steps OUT`` (under a DeepSpeed ZeRO config)
     Three clipped AdamW steps through :meth:`Processes.prepare` (DeepSpeed's engine), each
     process on its half of fixed batches, against the same steps one process takes on the
-    whole batches (:meth:`ActorCritic.step`); the main process writes the largest differences
-    of the weights, of the gathered optimizer state and of the gradient norms to OUT.
+    whole batches (:meth:`ActorCritic.step`); after each, π runs outside the engine a
+    different number of times in each process (:meth:`Processes.whole`); the main process
+    writes the largest differences of the weights, of the gathered optimizer state and of the
+    gradient norms to OUT.
 ``python tests/distributed_helper.py fail RANK [agents.train flags]``
     ``python -m agents.train`` with those flags, where process RANK raises in its second
     iteration's collect.
@@ -155,10 +157,14 @@ def zero_steps_check(out: Path) -> None:
         b = policy.step(loss_of(policy, ids[rows], mask[rows], width), optimizer, cfg.max_grad_norm)
         norms.append(abs(a.item() - b.item()) / a.item())
         clipped = a.item() > cfg.max_grad_norm
-    weights = max(
-        (a - b).abs().max().item()
-        for a, b in zip(alone.trainable_parameters(), ac.trainable_parameters(), strict=True)
-    )
+        with procs.whole(ac), torch.no_grad():  # π outside the engine, as often as each likes
+            for _ in range(procs.rank + 1):
+                ac(ids, mask, width)
+    with procs.whole(ac):  # (ZeRO-3: the weights are partitioned outside this block)
+        weights = max(
+            (a - b).abs().max().item()
+            for a, b in zip(alone.trainable_parameters(), ac.trainable_parameters(), strict=True)
+        )
     gathered = procs.optimizer_state(optimizer, ac)  # every process takes part
     expected = alone_opt.state_dict()
     moments = max(
@@ -168,7 +174,8 @@ def zero_steps_check(out: Path) -> None:
     )
     if procs.main:
         out.write_text(json.dumps({
-            "world": procs.world, "deepspeed": procs.deepspeed, "weights": weights,
+            "world": procs.world, "deepspeed": procs.deepspeed, "zero3": procs.zero3,
+            "weights": weights,
             "clipped": clipped, "fresh_equal": fresh_equal,
             "moments": moments, "grad_norms": norms,
             "steps": [float(gathered["state"][0]["step"]), float(expected["state"][0]["step"])],

@@ -8,11 +8,12 @@ job with its error. Offline: A-LoL's 2-process gradient equals one process's on 
 (also split unevenly, or leaving a process without a row); a 2-process A-LoL run resumed by
 one process draws the same rows; a 2-process ReST run writes one data file per Grow step (the
 single process's) and one set of checkpoints, and killed and resumed, ends as the
-uninterrupted run. Under DeepSpeed ZeRO-2 (configs/accelerate/zero2_cpu.yaml): steps on fixed
-batches equal one process's, a run learns and writes one run, resumes to the uninterrupted
-run's weights, and one process without DeepSpeed continues it; A-LoL and ReST-EM end as one
-process. Settings the processes cannot share, and DeepSpeed set-ups the trainer does not run,
-are refused before anything is written (no launch needed).
+uninterrupted run. Under DeepSpeed ZeRO-2 and ZeRO-3 (configs/accelerate/zero2_cpu.yaml,
+zero3_cpu.yaml): steps on fixed batches equal one process's, a run learns and writes one run,
+resumes to the uninterrupted run's weights, and one process without DeepSpeed continues it;
+A-LoL and ReST-EM end as one process; ZeRO-3's zero3_init_flag is refused. Settings the
+processes cannot share, and DeepSpeed set-ups the trainer does not run, are refused before
+anything is written (no launch needed).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from textgen_env.models import tiny_causal_lm
 REPO = Path(__file__).resolve().parents[1]
 CPU_CONFIG = REPO / "configs" / "accelerate" / "cpu.yaml"
 ZERO2_CONFIG = REPO / "configs" / "accelerate" / "zero2_cpu.yaml"  # DeepSpeed ZeRO-2, gloo
+ZERO3_CONFIG = REPO / "configs" / "accelerate" / "zero3_cpu.yaml"  # DeepSpeed ZeRO-3, gloo
+ZERO_CONFIGS = {"zero2": ZERO2_CONFIG, "zero3": ZERO3_CONFIG}
 LAUNCH_TIMEOUT_S = 300  # one launch: ~10-25 s on 2 busy cores
 
 pytestmark = pytest.mark.skipif(
@@ -429,43 +432,52 @@ def test_a_process_that_raises_stops_the_job_with_its_error(tmp_path: Path) -> N
 # ----------------------------------------------------------------------------- DeepSpeed ZeRO
 
 
-@pytest.fixture(scope="module")
-def zero2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 2-process PPO run of :func:`two_process_run`, under DeepSpeed ZeRO-2."""
-    out = tmp_path_factory.mktemp("zero2") / "run"
-    done = launch(*TRAIN, "--output-dir", str(out), config=ZERO2_CONFIG)
+@pytest.fixture(scope="module", params=sorted(ZERO_CONFIGS))
+def zero_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2-process PPO run of :func:`two_process_run`, under DeepSpeed ZeRO-2 and ZeRO-3
+    (its run directory is named for the config)."""
+    out = tmp_path_factory.mktemp(request.param) / request.param
+    done = launch(*TRAIN, "--output-dir", str(out), config=ZERO_CONFIGS[request.param])
     assert done.returncode == 0, done.stdout[-3000:]
     return out
 
 
-def test_zero2_steps_equal_one_processs_steps(tmp_path: Path) -> None:
-    """Under ZeRO-2 each process steps its partition of AdamW on the averaged gradient: three
+@pytest.mark.parametrize("zero", sorted(ZERO_CONFIGS))
+def test_zero_steps_equal_one_processs_steps(zero: str, tmp_path: Path) -> None:
+    """Under ZeRO each process steps its partition of AdamW on the averaged gradient: three
     clipped steps on fixed batches split between 2 processes end at one process's weights and
-    AdamW state (gathered into torch's layout) on the whole batches."""
+    AdamW state (gathered into torch's layout) on the whole batches; under ZeRO-3, π's
+    partitioned weights gathered for passes outside the engine, as many in each process as it
+    likes, leave the steps as they are."""
     result = tmp_path / "zero.json"
     helper = str(REPO / "tests" / "distributed_helper.py")
-    done = launch(helper, "zero_steps", str(result), config=ZERO2_CONFIG)
+    done = launch(helper, "zero_steps", str(result), config=ZERO_CONFIGS[zero])
     assert done.returncode == 0, done.stdout[-3000:]
     found = json.loads(result.read_text())
     assert found["world"] == 2 and found["deepspeed"] and found["clipped"]
+    assert found["zero3"] == (zero == "zero3")
     assert found["moved"] > 1e-3  # the steps changed π
-    # AdamW divides by √v: rounding in the averaged gradient moves weights by ~1e-6 (of 0.03)
-    assert found["weights"] < 1e-5 and found["moments"] < 1e-7
+    # AdamW divides by √v: rounding in the averaged gradient moves weights by ~1e-6 (ZeRO-2)
+    # or ~3e-5 (ZeRO-3, which sums the partitions' gradients in another order) of 0.03
+    assert found["weights"] < (1e-5 if zero == "zero2" else 1e-4) and found["moments"] < 1e-7
     assert max(found["grad_norms"]) < 1e-5  # relative: the norm each side clipped by
     assert found["steps"] == [3.0, 3.0] and found["groups_equal"] and found["fresh_equal"]
 
 
-def test_a_zero2_run_learns_and_writes_one_run(zero2_run: Path) -> None:
-    """The PPO run of :func:`two_process_run` under ZeRO-2: it learns as DDP's does, one
-    process logs and writes checkpoints, and the optimizer state is saved in torch's AdamW
-    layout (96 steps: 8 an iteration)."""
-    assert len(list((zero2_run / "tb").glob("events.out.tfevents.*"))) == 1
-    assert sorted(p.name for p in (zero2_run / "checkpoints").iterdir()) == [
+def test_a_zero_run_learns_and_writes_one_run(zero_run: Path, two_process_run: Path) -> None:
+    """The PPO run of :func:`two_process_run` under ZeRO-2 and ZeRO-3: it learns as DDP's
+    does, one process logs and writes checkpoints, which hold π's whole weights (ZeRO-3
+    gathers them) and the optimizer state in torch's AdamW layout (96 steps: 8 an
+    iteration)."""
+    assert len(list((zero_run / "tb").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (zero_run / "checkpoints").iterdir()) == [
         "iter-000009", "iter-000012", "latest",
     ]  # fmt: skip
-    _, state, _ = load_checkpoint(zero2_run)
+    policy, state, _ = load_checkpoint(zero_run)
     assert state["world_size"] == 2 and float(state["optimizer"]["state"][0]["step"]) == 96
-    curve = rewards(zero2_run)
+    ddp = load_checkpoint(two_process_run)[0]  # (DDP: every process holds π whole)
+    assert {k: v.shape for k, v in policy.items()} == {k: v.shape for k, v in ddp.items()}
+    curve = rewards(zero_run)
     first, last = np.mean(curve[:3]), np.mean(curve[-3:])
     assert last > 0.12 and last > first + 0.08, curve
 
@@ -478,17 +490,20 @@ def close_weights(a: Path, b: Path) -> None:
     assert (diffs <= 1e-5).float().mean() > 0.95 and diffs.max() < 1e-2
 
 
-def test_offline_algorithms_under_zero2_end_as_one_process(alol_data: Path, tmp_path: Path) -> None:
-    """A-LoL (one optimizer for the run) under ZeRO-2 ends as under DDP (2 processes each:
-    V_ref's episodes are split by process), and ReST-EM (a fresh optimizer every Improve
-    step, π put back to the base model every Grow step) as one process: the same Grow files,
-    byte for byte; the weights up to float rounding."""
-    for name, config in (("alol", ZERO2_CONFIG), ("alol-ddp", CPU_CONFIG)):
+@pytest.mark.parametrize("zero", sorted(ZERO_CONFIGS))
+def test_offline_algorithms_under_zero_end_as_one_process(
+    zero: str, alol_data: Path, tmp_path: Path
+) -> None:
+    """A-LoL (one optimizer for the run) under ZeRO-2 and ZeRO-3 ends as under DDP (2
+    processes each: V_ref's episodes are split by process), and ReST-EM (a fresh optimizer
+    every Improve step, π put back to the base model every Grow step) as one process: the
+    same Grow files, byte for byte; the weights up to float rounding."""
+    for name, config in (("alol", ZERO_CONFIGS[zero]), ("alol-ddp", CPU_CONFIG)):
         done = launch(*alol_args(alol_data, tmp_path / name, 4), config=config)
         assert done.returncode == 0, done.stdout[-3000:]
     close_weights(tmp_path / "alol", tmp_path / "alol-ddp")
     rest_em = [*REST, "--restart-from-base", "--output-dir", str(tmp_path / "rest")]
-    done = launch(*rest_em, config=ZERO2_CONFIG)
+    done = launch(*rest_em, config=ZERO_CONFIGS[zero])
     assert done.returncode == 0, done.stdout[-3000:]
     zero, config = tmp_path / "rest", load_checkpoint(tmp_path / "rest")[2]
     assert config["restart_from_base"] and load_checkpoint(zero)[1]["world_size"] == 2
@@ -499,6 +514,18 @@ def test_offline_algorithms_under_zero2_end_as_one_process(alol_data: Path, tmp_
     close_weights(zero, alone)
 
 
+def test_zero3_init_is_refused_before_training(tmp_path: Path) -> None:
+    """zero3_init_flag would partition π_ref as it is built: one line, non-zero exit, no run."""
+    config = tmp_path / "zero3_init.yaml"
+    text = ZERO3_CONFIG.read_text()
+    config.write_text(text.replace("zero3_init_flag: false", "zero3_init_flag: true"))
+    assert "zero3_init_flag: true" in config.read_text()
+    done = launch(*TRAIN, "--output-dir", str(tmp_path / "run"), config=config)
+    assert done.returncode != 0
+    assert "error (process 0 of 2): DeepSpeed's zero3_init_flag partitions every" in done.stdout
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def rewind(out: Path, to: str) -> None:
     """Make the run in ``out`` look stopped at checkpoint ``to``: later ones removed."""
     checkpoints = out / "checkpoints"
@@ -507,25 +534,25 @@ def rewind(out: Path, to: str) -> None:
     (checkpoints / "latest").write_text(to)
 
 
-def test_a_zero2_run_resumes_to_the_uninterrupted_runs_weights(
-    zero2_run: Path, tmp_path: Path
+def test_a_zero_run_resumes_to_the_uninterrupted_runs_weights(
+    zero_run: Path, tmp_path: Path
 ) -> None:
     """Resumed under ZeRO-2 from its iteration-9 checkpoint, the run ends where the
     uninterrupted one did: the saved AdamW state goes back into each process's partition."""
     out = tmp_path / "run"
-    shutil.copytree(zero2_run, out)
+    shutil.copytree(zero_run, out)
     rewind(out, "iter-000009")
-    done = launch(*TRAIN, "--output-dir", str(out), "--resume", config=ZERO2_CONFIG)
+    done = launch(*TRAIN, "--output-dir", str(out), "--resume", config=ZERO_CONFIGS[zero_run.name])
     assert done.returncode == 0, done.stdout[-3000:]
-    resumed, uninterrupted = load_checkpoint(out), load_checkpoint(zero2_run)
+    resumed, uninterrupted = load_checkpoint(out), load_checkpoint(zero_run)
     assert resumed[1]["iterations_done"] == 12
     assert max((resumed[0][k] - v).abs().max().item() for k, v in uninterrupted[0].items()) < 1e-6
 
 
-def test_a_zero2_run_continues_in_one_process(zero2_run: Path, tmp_path: Path) -> None:
+def test_a_zero_run_continues_in_one_process(zero_run: Path, tmp_path: Path) -> None:
     """The checkpoint's optimizer state is torch's AdamW layout: one process without
     DeepSpeed resumes the run and takes its step count on."""
-    before, (policy, state, _) = continued_alone(zero2_run, tmp_path / "run", 13)
+    before, (policy, state, _) = continued_alone(zero_run, tmp_path / "run", 13)
     assert state["iterations_done"] == 13 and state["world_size"] == 1
     assert float(state["optimizer"]["state"][0]["step"]) == 96 + 8  # 8 steps an iteration
     assert not all(torch.equal(policy[k], v) for k, v in before[0].items())
@@ -583,7 +610,7 @@ def test_an_fsdp_launch_is_refused(
 @pytest.mark.parametrize(
     ("variables", "error"),
     [
-        ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, r"ZeRO stage 3 is not run by this trainer"),
+        ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "0"}, r"ZeRO stage 0 is not run by this trainer"),
         (
             {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu"},
             r"offload_optimizer_device 'cpu' is not run",
