@@ -762,6 +762,14 @@ def join_processes(cfg: TrainConfig) -> Processes:
                 "too, which stays out of the engine and must be whole: set it to false "
                 "(π is partitioned when the engine takes it; configs/accelerate/zero3.yaml)"
             )
+        if str(zero.get("stage", 0)) == "3":
+            from transformers.integrations import unset_hf_deepspeed_config
+
+            # accelerate 1.16 registers its DeepSpeed config with transformers even with
+            # zero3_init_flag false (DeepSpeedPlugin.set_deepspeed_weakref), and under stage 3
+            # from_pretrained then builds every model partitioned, π_ref too, which stays out
+            # of the engine. Unregistered, models are built whole; the engine partitions π.
+            unset_hf_deepspeed_config()
         # The update picks its own minibatches; DeepSpeed's batch sizes only have to agree
         # with each other (one sample per process, no accumulation). Clipping is the run's.
         ds |= {

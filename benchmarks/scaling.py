@@ -7,8 +7,12 @@ For each task, the same training job (the config's global batch) runs in three l
 * **2 processes × 1 thread**: ``accelerate launch`` with ``configs/accelerate/cpu.yaml``, each
   process one thread and half of every batch, gradients averaged by DDP over gloo;
 * **1 process × 1 thread**: the reference that shows what the second thread buys;
-* **2 processes × 1 thread, ZeRO-2**: as the 2-process layout, under DeepSpeed ZeRO stage 2
-  (``configs/accelerate/zero2_cpu.yaml``): what DeepSpeed's engine costs over DDP here.
+* **2 processes × 1 thread, ZeRO-2** and **ZeRO-3**: as the 2-process layout, under DeepSpeed
+  ZeRO stage 2 or 3 (``configs/accelerate/zero2_cpu.yaml``, ``zero3_cpu.yaml``): what
+  DeepSpeed's engine costs over DDP here, and what its partitions save in memory.
+
+Every process records its peak resident memory (``ru_maxrss``); the report gives the largest
+over a run's processes, which is what each machine must have per process.
 
 Tasks: a toy task (PPO on Twist-v0, the tiny random LM, batch 64, 4 epochs over minibatches
 of 16), IMDB-v0 (PPO with SmolLM2-135M, batch 8, one epoch over one minibatch of 8) and an
@@ -17,8 +21,8 @@ step; an iteration is one step). Seconds per iteration are the gaps between the 
 events of consecutive iterations (the first iteration, a warm-up, has no gap; A-LoL's set-up,
 V_ref's samples and fit, comes before it), with the ``time/`` split the run logged
 (generation, reward, update; in the 2-process run the mean over the processes; A-LoL logs
-the update only). ``--task`` picks tasks; ``--output`` another results file (e.g. to time
-the offline task alone without replacing the committed figures).
+the update only). ``--task`` picks tasks, ``--layout`` layouts; ``--output`` another results
+file (e.g. to time the offline task alone without replacing the committed figures).
 
 Communication share: before training, the 2 processes time the collectives one iteration
 makes, alone: one all-reduce of every trainable parameter's gradient per gradient step (what
@@ -41,6 +45,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -56,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CPU_CONFIG = REPO / "configs" / "accelerate" / "cpu.yaml"
 ZERO2_CONFIG = REPO / "configs" / "accelerate" / "zero2_cpu.yaml"
+ZERO3_CONFIG = REPO / "configs" / "accelerate" / "zero3_cpu.yaml"
 PARTS = ("generation", "reward", "update")
 # Layout -> (processes, torch threads per process, accelerate config of a launch).
 LAYOUTS = {
@@ -63,6 +69,7 @@ LAYOUTS = {
     "2 processes x 1 thread": (2, 1, CPU_CONFIG),
     "1 process x 1 thread": (1, 1, None),
     "2 processes x 1 thread, ZeRO-2": (2, 1, ZERO2_CONFIG),
+    "2 processes x 1 thread, ZeRO-3": (2, 1, ZERO3_CONFIG),
 }
 
 # Task name -> (algo, config fields).
@@ -157,7 +164,10 @@ def worker(task: str, output: Path, out_dir: Path) -> None:
     t0 = time.perf_counter()
     run(cfg, algo)
     wall = time.perf_counter() - t0
-    if int(os.environ.get("RANK", "0")) != 0:
+    rank = int(os.environ.get("RANK", "0"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # bytes (Linux: KiB)
+    output.with_name(f"rss-{rank}.json").write_text(json.dumps(peak))
+    if rank != 0:
         return
     acc = EventAccumulator(str(out_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
@@ -209,7 +219,11 @@ def measure(
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
-    return json.loads(output.read_text()) | {"launch_wall_s": time.perf_counter() - t0}
+    peaks = [json.loads((tmp / f"rss-{r}.json").read_text()) for r in range(processes)]
+    return json.loads(output.read_text()) | {
+        "launch_wall_s": time.perf_counter() - t0,
+        "peak_rss_bytes": peaks,
+    }
 
 
 def median(values: list[float]) -> float:
@@ -235,15 +249,18 @@ def report(results: dict[str, Any]) -> str:
         )
         + " Medians over the iterations after the first (a warm-up).",
         "",
-        "| task | layout | s/iteration | generation | reward | update | vs 1 process x 2 threads |",
-        "|---|---|---|---|---|---|---|",
+        "| task | layout | s/iteration | generation | reward | update | vs 1 process x 2 threads "
+        "| peak RSS per process |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for task, rows in results["tasks"].items():
-        base = median(rows["1 process x 2 threads"]["iteration_s"])
+        first = rows.get("1 process x 2 threads")
+        base = median(first["iteration_s"]) if first else float("nan")
         for layout, r in rows.items():
             it = median(r["iteration_s"])
             parts = " | ".join(part(r, p) for p in PARTS)
-            lines.append(f"| {task} | {layout} | {it:.3f} | {parts} | {base / it:.2f}x |")
+            rss = f"{max(r['peak_rss_bytes']) / 2**30:.2f} GiB" if "peak_rss_bytes" in r else "-"
+            lines.append(f"| {task} | {layout} | {it:.3f} | {parts} | {base / it:.2f}x | {rss} |")
     lines += [
         "",
         "Communication in the 2-process runs (the collectives of one iteration, timed alone "
@@ -254,6 +271,8 @@ def report(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for task, rows in results["tasks"].items():
+        if "2 processes x 1 thread" not in rows:
+            continue
         c = rows["2 processes x 1 thread"]["communication"]
         it = median(rows["2 processes x 1 thread"]["iteration_s"])
         lines.append(
@@ -267,7 +286,9 @@ def report(results: dict[str, Any]) -> str:
         "loop: plan, collect, score, update, reductions, logging; offline: one gradient step "
         "with its reductions and logging). generation / reward / "
         "update: the `time/` scalars (2 processes: the mean of the two). The time split in "
-        "2 processes is per process: each does half the episodes with one thread.",
+        "2 processes is per process: each does half the episodes with one thread. Peak RSS: "
+        "the largest `ru_maxrss` of the run's processes (the whole process: π, π_ref, "
+        "optimizer, activations, the allocator's cache, the libraries).",
         "",
     ]
     return "\n".join(lines)
@@ -277,6 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", nargs=3, metavar=("TASK", "OUTPUT", "RUN_DIR"))
     parser.add_argument("--task", action="append", choices=sorted(TASKS), help="default: all")
+    parser.add_argument("--layout", action="append", choices=list(LAYOUTS), help="default: all")
     parser.add_argument("--output", type=Path, default=RESULTS / "scaling.json")
     args = parser.parse_args()
     if args.worker:
@@ -297,7 +319,8 @@ def main() -> None:
     }
     for task in args.task or list(TASKS):
         results["tasks"][task] = {}
-        for layout, (processes, threads, config) in LAYOUTS.items():
+        for layout in args.layout or list(LAYOUTS):
+            processes, threads, config = LAYOUTS[layout]
             with tempfile.TemporaryDirectory() as tmp:
                 print(f"{task}: {layout} ...", flush=True)
                 results["tasks"][task][layout] = measure(

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 from agents import alol, trainer
 from agents.alol import VARIANTS, ALoLConfig
@@ -142,6 +143,11 @@ def zero_steps_check(out: Path) -> None:
     procs = join_processes(cfg)
     ac, _, envs = build_policy(procs.share(cfg))  # the same initial π in every process
     vocab, width, gen = envs.unwrapped.task.vocab_size, 6, 5
+    # transformers builds models whole here (a model it built partitioned under ZeRO-3, as
+    # from_pretrained would π_ref, could not run outside DeepSpeed's engine)
+    small = LlamaConfig(vocab_size=vocab, hidden_size=8, intermediate_size=16,
+                        num_hidden_layers=1, num_attention_heads=2)  # fmt: skip
+    built_whole = all(p.numel() > 0 for p in AutoModelForCausalLM.from_config(small).parameters())
     alone = copy.deepcopy(ac)
     alone_opt = alone.optimizer(1e-2)
     policy, optimizer = procs.prepare(ac, ac.optimizer(1e-2))
@@ -175,6 +181,7 @@ def zero_steps_check(out: Path) -> None:
     if procs.main:
         out.write_text(json.dumps({
             "world": procs.world, "deepspeed": procs.deepspeed, "zero3": procs.zero3,
+            "built_whole": built_whole,
             "weights": weights,
             "clipped": clipped, "fresh_equal": fresh_equal,
             "moments": moments, "grad_norms": norms,
