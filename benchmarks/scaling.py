@@ -260,7 +260,8 @@ def report(results: dict[str, Any]) -> str:
             it = median(r["iteration_s"])
             parts = " | ".join(part(r, p) for p in PARTS)
             rss = f"{max(r['peak_rss_bytes']) / 2**30:.2f} GiB" if "peak_rss_bytes" in r else "-"
-            lines.append(f"| {task} | {layout} | {it:.3f} | {parts} | {base / it:.2f}x | {rss} |")
+            ratio = f"{base / it:.2f}x" if first else "-"  # (that layout not run)
+            lines.append(f"| {task} | {layout} | {it:.3f} | {parts} | {ratio} | {rss} |")
     lines += [
         "",
         "Communication in the 2-process runs (the collectives of one iteration, timed alone "
