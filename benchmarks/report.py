@@ -452,6 +452,7 @@ def _write_table(
         *_settings_lines(records, rows, labels),
         "",
         *_paired_lines(by, tasks, rows, labels),
+        *_token_lines(by, tasks, rows, labels),
         *_data_lines(records, tasks),
         *_time_lines(by, tasks, rows, labels),
     ]
@@ -552,6 +553,39 @@ def _settings_lines(records: Records, rows: list[str], labels: dict[str, str]) -
         algo = rs[0]["config"]["algo"] if rs[0]["config"] else rs[0]["algo"]
         lines.append(f"| {labels[row]} | {algo} | {rs[0]['init_from'] or '—'} | {text or '—'} |")
     return lines
+
+
+def _token_lines(
+    by: dict[str, dict[str, Records]], tasks: list[str], rows: list[str], labels: dict[str, str]
+) -> list[str]:
+    """π's own tokens per training episode of each online row (its ``learner_tokens`` curve:
+    the mean over iterations, then over seeds): at equal episodes, a guided row trains π on
+    fewer of its own tokens, since the guide writes the rest of its guided episodes."""
+    cells: dict[str, list[str]] = {}
+    for row in rows:
+        for t in tasks:
+            means = [
+                float(np.mean([v for _, v in r["curves"]["learner_tokens"]]))
+                for r in by[t].get(row, [])
+                if r.get("curves", {}).get("learner_tokens")
+            ]
+            cells.setdefault(row, []).append(_mean_std(means) if means else "—")
+    kept = [row for row in rows if any(c != "—" for c in cells[row])]
+    if not kept:
+        return []
+    return [
+        "## π's own tokens per training episode",
+        "",
+        "The mean over a run's iterations of π's own generated tokens per episode, mean ± std "
+        "over seeds: at the same number of episodes, the guided rows train π on fewer of its "
+        "own tokens (the guide writes the rest of a guided episode: its roll-in before the "
+        "switch point, or its roll-out after it).",
+        "",
+        "| Row | " + " | ".join(short(t) for t in tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+        *(f"| {labels[row]} | " + " | ".join(cells[row]) + " |" for row in kept),
+        "",
+    ]
 
 
 def _time_lines(

@@ -474,9 +474,10 @@ def train(cfg: TrainConfig, algo: str, init_from: str | None) -> bool:
 def read_curves(run_dir: Path) -> dict[str, list[list[float]]]:
     """``{"unguided": [[iteration, reward], ...], "all": ...}`` from a run's TensorBoard log:
     the task reward of π's own episodes, and of every episode of the batch (guided ones
-    included); ReST's ``"grow"``: the mean reward of each Grow step's episodes (step = Grow
-    step). A resumed run logged again the iterations after its last checkpoint; the last
-    value of each iteration wins."""
+    included); ``"learner_tokens"``: π's own tokens per episode of the batch (the PPO
+    family: a guide's roll-in or roll-out writes the rest); ReST's ``"grow"``: the mean
+    reward of each Grow step's episodes (step = Grow step). A resumed run logged again the
+    iterations after its last checkpoint; the last value of each iteration wins."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
@@ -486,6 +487,7 @@ def read_curves(run_dir: Path) -> dict[str, list[list[float]]]:
     for name, tag in (
         ("unguided", "charts/task_reward_unguided"),
         ("all", "charts/task_reward"),
+        ("learner_tokens", "charts/learner_tokens"),
         ("grow", "grow/reward_mean"),
     ):
         if tag in tags:

@@ -50,6 +50,7 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     assert record["init_from"] == "bc" and record["iterations"] == 2 and not record["resumed"]
     assert record["config"]["init_from"].endswith("bc-s1")
     assert [s for s, _ in record["curves"]["unguided"]] == [0, 1]  # from TensorBoard
+    assert [s for s, _ in record["curves"]["learner_tokens"]] == [0, 1]
     assert len(record["rewards"]) == len(record["prompts"]) == record["eval"]["num_samples"]
     assert np.isclose(np.mean(record["rewards"]), record["metrics"]["task_reward"])
     # the suite's second sample per prompt: another seed, the task reward only
@@ -84,6 +85,12 @@ def test_smoke_suite_end_to_end_then_a_rerun_skips_every_run(
     assert "2 samples per prompt" in table and "fewer samples" not in table
     paired = table[table.index("## Paired with zero-shot and the guide") :]
     assert "| Row | minus Zero-shot | minus Guide |" in paired and "| BC+A-LoL | +" in paired
+    tokens = table[table.index("## π's own tokens per training episode") :]
+    tokens = tokens[: tokens.index("## Wall time")]
+    ppo = [json.loads(saved[f"ppo-s{s}.json"].read_text()) for s in (0, 1)]
+    means = [np.mean([v for _, v in r["curves"]["learner_tokens"]]) for r in ppo]
+    assert f"| PPO | {report._mean_std(means)} |" in tokens
+    assert "| A-LoL |" not in tokens  # offline rows log no episodes of π
     # a cell's reward: the mean over seeds of each run's mean over both samples
     bcs = [json.loads(saved[f"bc-s{s}.json"].read_text()) for s in (0, 1)]
     means = [np.mean([b["rewards"], b["extra_rewards"][0]]) for b in bcs]
