@@ -67,7 +67,7 @@ from tqdm import tqdm
 from agents.build import build_envs, build_guide, build_learner, is_toy
 from agents.checkpoint import check_finite
 from agents.config import TrainConfig, check_positive
-from agents.distributed import Processes, ReplicatedPolicy
+from agents.distributed import Processes
 from agents.losses import exact_kl, logprobs_from_logits, weighted_nll_loss
 from agents.offline_data import (
     DataFileError,
@@ -83,6 +83,7 @@ from agents.offline_data import (
 )
 from agents.offline_run import OfflineRun, start_run
 from agents.policy import ActorCritic
+from agents.replicas import ReplicatedPolicy
 from agents.rundir import RunSetupError
 
 __all__ = [

@@ -14,17 +14,18 @@ split it:
 * **plan**: every process collects under the main process's plan of the iteration (LOLS
   tosses one coin per iteration for the whole batch, as in one process).
 * **gradients**: accelerate's ``prepare`` wraps π in DDP; the update's forward passes go
-  through the wrapper (:class:`ReplicatedPolicy`), so the backward pass averages gradients
-  over the processes and every process takes the same optimizer step from the same weights.
-  Under an accelerate DeepSpeed config (ZeRO stage 1 or 2) π and its
-  optimizer go into DeepSpeed's engine instead (:class:`ShardedPolicy`): the gradients are
-  averaged the same way, and each process keeps only its partition of the AdamW state (and,
-  with stage 2, of the gradients); with stages 1 and 2 the weights stay whole in every
-  process, so sampling and scoring are unchanged. Stage 3 partitions the weights as well:
-  the engine gathers each layer for the update's passes, and every block that runs π outside
-  the engine (sampling, scoring, the finiteness check, checkpoints, ReST's Grow and restart,
-  A-LoL's V_ref samples) runs inside :meth:`Processes.whole`, which gathers π whole in every
-  process for its duration. π_ref is not in the engine: it stays whole in every process.
+  through the wrapper (:class:`agents.replicas.ReplicatedPolicy`), so the backward pass
+  averages gradients over the processes and every process takes the same optimizer step
+  from the same weights. Under an accelerate DeepSpeed config (ZeRO stage 1, 2 or 3) π and
+  its optimizer go into DeepSpeed's engine instead (:class:`agents.replicas.ShardedPolicy`;
+  :mod:`agents.zero` holds what is particular to ZeRO): the gradients are averaged the same
+  way, and each process keeps only its partition of the AdamW state (and, with stage 2, of
+  the gradients); with stages 1 and 2 the weights stay whole in every process, so sampling
+  and scoring are unchanged. Stage 3 partitions the weights as well: the engine gathers each
+  layer for the update's passes, and every block that runs π outside the engine (sampling,
+  scoring, the finiteness check, checkpoints, ReST's Grow and restart, A-LoL's V_ref
+  samples) runs inside :meth:`Processes.whole`, which gathers π whole in every process for
+  its duration. π_ref is not in the engine: it stays whole in every process.
 * **scalars**: one iteration's logged scalars are the mean over the processes (counts of
   the batch's work, :data:`SUMMED`, are summed); the KL that adapts β_KL is the mean over
   every π token of the global batch (:meth:`Processes.reduce`).
@@ -61,11 +62,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
-from torch import nn
 
+from agents import zero
 from agents.config import TrainConfig
 from agents.policy import ActorCritic
+from agents.replicas import ReplicatedPolicy, ShardedPolicy
 from agents.rundir import RunSetupError
+from agents.zero import check_deepspeed, uses_deepspeed
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -75,8 +78,6 @@ __all__ = [
     "SPLIT",
     "SUMMED",
     "Processes",
-    "ReplicatedPolicy",
-    "ShardedPolicy",
     "check_processes",
     "join_processes",
     "lone_process_of_several",
@@ -115,13 +116,7 @@ SHARDING = {
 }
 """What ``accelerate launch`` sets when its config asks for a sharding this trainer does not run
 (accelerate 1.16 on CPUs ignores these flags and would silently run DDP instead): flag → name.
-DeepSpeed (:data:`DEEPSPEED`) is run."""
-DEEPSPEED = "ACCELERATE_USE_DEEPSPEED"
-"""What ``accelerate launch`` sets for a DeepSpeed config (``configs/accelerate/zero2.yaml``)."""
-ZERO_STAGES = ("1", "2", "3")
-"""The ZeRO stages run here. Stages 1 and 2 keep π's weights whole in every process; stage 3
-partitions them too, and gathers them whole for the blocks that use π outside DeepSpeed's
-engine (:meth:`Processes.whole`)."""
+DeepSpeed (:data:`agents.zero.DEEPSPEED`) is run."""
 
 
 def world_size() -> int:
@@ -161,48 +156,6 @@ def lone_process_of_several() -> bool:
     ``--multi_gpu``) sets ``ACCELERATE_USE_CPU`` and, for more than one process,
     ``MASTER_ADDR``, and starts one process without ``WORLD_SIZE``."""
     return world_size() == 1 and {"ACCELERATE_USE_CPU", "MASTER_ADDR"} <= os.environ.keys()
-
-
-def uses_deepspeed() -> bool:
-    """Whether ``accelerate launch`` started this process under a DeepSpeed config."""
-    return os.environ.get(DEEPSPEED, "").lower() == "true"
-
-
-def check_deepspeed() -> None:
-    """Refuse (:class:`RunSetupError`) a DeepSpeed launch this run cannot take: DeepSpeed not
-    installed, a ZeRO stage other than :data:`ZERO_STAGES`, or offloading."""
-    import importlib.util
-
-    if importlib.util.find_spec("deepspeed") is None:
-        raise RunSetupError(
-            "accelerate launch asked for DeepSpeed, which is not installed here: "
-            "pip install 'textgen-env[deepspeed]'"
-        )
-    # (a DeepSpeed config file instead of these keys: join_processes checks what it says)
-    check_zero(
-        os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2"),
-        {
-            what: os.environ.get(f"ACCELERATE_DEEPSPEED_OFFLOAD_{what.upper()}_DEVICE", "none")
-            for what in ("optimizer", "param")
-        },
-    )
-
-
-def check_zero(stage: str, offload: dict[str, str]) -> None:
-    """Refuse (:class:`RunSetupError`) a ZeRO stage other than :data:`ZERO_STAGES` or
-    offloading (``offload``: what → device, "none" for none)."""
-    if stage not in ZERO_STAGES:
-        raise RunSetupError(
-            f"DeepSpeed ZeRO stage {stage} is not run by this trainer: use stage "
-            f"{', '.join(ZERO_STAGES[:-1])} or {ZERO_STAGES[-1]} (stage 0 is plain data "
-            "parallelism: configs/accelerate/cpu.yaml or ddp.yaml)"
-        )
-    for what, device in offload.items():
-        if device != "none":
-            raise RunSetupError(
-                f"DeepSpeed's offload_{what}_device {device!r} is not run by this trainer: "
-                "use 'none'"
-            )
 
 
 def check_processes(cfg: TrainConfig, world: int) -> None:
@@ -262,114 +215,6 @@ def process_seed(seed: int, rank: int, restart: int = 0) -> int:
     if rank == 0 and restart == 0:
         return seed
     return int(np.random.SeedSequence([seed, rank, restart]).generate_state(1, np.uint32)[0])
-
-
-class ReplicatedPolicy:
-    """π as the update functions see it in a multi-process run.
-
-    Calling it runs π's forward through accelerate's DDP wrapper, whose backward averages the
-    gradients over the processes; the other methods the updates use are π's own.
-    """
-
-    def __init__(
-        self, ac: ActorCritic, wrapped: nn.Module, summed: Callable[[torch.Tensor], torch.Tensor]
-    ) -> None:
-        self.ac = ac
-        self._wrapped: nn.Module | None = wrapped
-        self._summed = summed
-
-    @property
-    def wrapped(self) -> nn.Module:
-        """π in accelerate's DDP wrapper. Raises RuntimeError after :meth:`release`."""
-        if self._wrapped is None:
-            raise RuntimeError("π's DDP wrapper was released: Processes.finish() ended the run")
-        return self._wrapped
-
-    def release(self) -> None:
-        """Drop the DDP wrapper (:meth:`Processes.finish`, before the process group ends)."""
-        self._wrapped = None
-
-    def __call__(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """π's logits ``(B, G, V)`` and values ``(B, G, 2)`` (:meth:`ActorCritic.forward`)."""
-        return self.wrapped(input_ids, attention_mask, prompt_width)
-
-    def train(self, mode: bool = True) -> ReplicatedPolicy:
-        """Set π's train/eval mode (:meth:`ActorCritic.train`)."""
-        self.wrapped.train(mode)
-        return self
-
-    def eval(self) -> ReplicatedPolicy:
-        """Eval mode (no dropout)."""
-        return self.train(False)
-
-    def parameters(self) -> Iterator[nn.Parameter]:
-        """π's parameters."""
-        return self.ac.parameters()
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """The parameters the optimizer updates."""
-        return self.ac.trainable_parameters()
-
-    def summed_over_processes(self, values: torch.Tensor) -> torch.Tensor:
-        """``values`` summed over every process (an all-reduce: each process must call it at
-        the same point), e.g. the update's KL for ``target_kl``."""
-        return self._summed(values)
-
-    def step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_grad_norm: float
-    ) -> torch.Tensor:
-        """One gradient step on ``loss`` (:meth:`ActorCritic.step`); the backward pass through
-        the DDP wrapper averages the gradients over the processes."""
-        return self.ac.step(loss, optimizer, max_grad_norm)
-
-    def reference_logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
-    ) -> torch.Tensor:
-        """π_ref's logits (:meth:`ActorCritic.reference_logits`); π_ref is not trained."""
-        return self.ac.reference_logits(input_ids, attention_mask, prompt_width)
-
-
-class ShardedPolicy(ReplicatedPolicy):
-    """π as the update functions see it under DeepSpeed ZeRO (stage 1, 2 or 3).
-
-    Calling it runs π's forward through DeepSpeed's engine; :meth:`step` hands the loss to the
-    engine, which averages the gradients over the processes, clips them to the config's
-    ``gradient_clipping`` (the run's ``max_grad_norm``, :func:`join_processes`) and steps its
-    partition of AdamW. Under stages 1 and 2 the weights stay whole in every process; under
-    stage 3 the engine gathers each layer's for its passes (:meth:`Processes.whole` for the
-    passes outside it).
-    """
-
-    def __init__(
-        self,
-        ac: ActorCritic,
-        engine: nn.Module,
-        accelerator: Accelerator,
-        summed: Callable[[torch.Tensor], torch.Tensor],
-    ) -> None:
-        super().__init__(ac, engine, summed)
-        self._accelerator = accelerator
-
-    def step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_grad_norm: float
-    ) -> torch.Tensor:
-        """One gradient step on ``loss`` by DeepSpeed's engine (``optimizer``, accelerate's
-        wrapper of it, steps with the engine); returns the gradient norm before clipping.
-
-        Raises:
-            ValueError: ``max_grad_norm`` is not the engine's clipping (the run's
-                ``max_grad_norm``, set by :func:`join_processes`).
-        """
-        clipping = self._accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"]
-        if max_grad_norm != clipping:
-            raise ValueError(
-                f"max_grad_norm {max_grad_norm} is not DeepSpeed's gradient_clipping {clipping}"
-            )
-        self._accelerator.backward(loss)  # engine.backward, then engine.step (clip, AdamW, zero)
-        norm = self._accelerator.clip_grad_norm_(self.ac.trainable_parameters(), max_grad_norm)
-        return torch.as_tensor(float(norm))
 
 
 @dataclass
@@ -446,33 +291,19 @@ class Processes:
     @contextmanager
     def whole(self, ac: ActorCritic, modify: bool = False) -> Iterator[None]:
         """π's weights whole in this process for the block, where ZeRO-3 partitions them
-        (every process enters it together: gathering them is collective); a no-op otherwise.
-
-        Inside, ZeRO-3's hooks are off π's modules: each process may then run π as often as
-        it likes (sampling differs in length between processes), where the hooks would
-        gather every layer again in every call and join the other processes for it. With
-        ``modify`` the main process's weights at the end of the block become every process's
-        partitions (ReST-EM's restart); without it, what the block writes into them is lost.
-        """
+        (:func:`agents.zero.gathered`: every process enters it together, and with ``modify``
+        the main process's weights at its end become every process's partitions); a no-op
+        otherwise, and inside such a block."""
         engine = next((r.wrapped for r in self.replicas if isinstance(r, ShardedPolicy)), None)
         if not self.zero3 or engine is None or self._whole:  # (whole already: no nesting)
             yield
             return
-        import deepspeed
-
-        offload = engine.optimizer.parameter_offload  # type: ignore[union-attr]
-        params = list(ac.parameters())
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=0 if modify else None):
-            hooks = [*offload.forward_hooks, *offload.backward_hooks, offload.fwd_pre_hook]
-            for hook in hooks:  # the root's pre-hook too: it compares traces across processes
-                hook.remove()
-            offload.forward_hooks, offload.backward_hooks = [], []
+        with zero.gathered(engine, ac, modify):
             self._whole = True
             try:
                 yield
             finally:
                 self._whole = False
-                offload.setup_zero_stage3_hooks()  # (re-registered: it re-records its trace)
 
     def replicate(self, ac: ActorCritic) -> ActorCritic | ReplicatedPolicy:
         """π for the update: wrapped by accelerate (DDP) in a multi-process run, else π."""
@@ -502,12 +333,7 @@ class Processes:
         state emptied (its engine holds it; every process calls this)."""
         if not self.deepspeed:
             return ac.optimizer(lr)
-        base = _zero_base(optimizer)
-        for st in base.state.values():  # this process's partitions (none before a step)
-            for value in st.values():  # step, exp_avg, exp_avg_sq, zeroed in place
-                value.zero_()
-        for group in base.param_groups:
-            group["lr"] = lr
+        zero.clear_state(optimizer, lr)
         return optimizer
 
     def weights_changed(self, ac: ActorCritic) -> None:
@@ -515,12 +341,8 @@ class Processes:
         its own fp32 copy of each process's partition, which takes them over here (every
         process calls this, under ZeRO-3 inside ``whole(ac, modify=True)``; nothing to do
         without DeepSpeed)."""
-        if not self.deepspeed:
-            return
-        from deepspeed.utils import safe_set_full_fp32_param
-
-        for p in ac.trainable_parameters():
-            safe_set_full_fp32_param(p, p.detach().clone())
+        if self.deepspeed:
+            zero.take_weights(ac)
 
     def optimizer_state(self, optimizer: torch.optim.Optimizer, ac: ActorCritic) -> dict[str, Any]:
         """``optimizer``'s state in torch's AdamW layout (``optimizer.state_dict()``): under
@@ -528,20 +350,7 @@ class Processes:
         at the same point; the main process gets the whole state."""
         if not self.deepspeed:
             return optimizer.state_dict()
-        from deepspeed.utils import safe_get_full_optimizer_state
-
-        base = _zero_base(optimizer)
-        params = ac.trainable_parameters()
-        state = {}
-        if base.state:  # (none before the first step, as in a new AdamW)
-            step = _zero_step(base)
-            for i, p in enumerate(params):
-                state[i] = {"step": step.clone()} | {
-                    k: safe_get_full_optimizer_state(p, k).detach().to("cpu", copy=True)
-                    for k in ("exp_avg", "exp_avg_sq")
-                }
-        group = {k: v for k, v in base.param_groups[0].items() if k != "params"}
-        return {"state": state, "param_groups": [group | {"params": list(range(len(params)))}]}
+        return zero.full_state(optimizer, ac)
 
     def load_optimizer_state(
         self, optimizer: torch.optim.Optimizer, ac: ActorCritic, saved: dict[str, Any]
@@ -552,34 +361,7 @@ class Processes:
         if not self.deepspeed:
             optimizer.load_state_dict(saved)
             return
-        from deepspeed.utils import safe_set_full_optimizer_state
-
-        base = _zero_base(optimizer)
-        params = ac.trainable_parameters()
-        if saved["state"]:  # (none: saved before the first step)
-            if len(saved["state"]) != len(params):
-                raise ValueError(
-                    f"the saved optimizer state has {len(saved['state'])} parameters, π trains "
-                    f"{len(params)}"
-                )
-            step = next(iter(saved["state"].values()))["step"]
-            for flat in _zero_flats(optimizer, self.zero3):  # AdamW makes it at a first step
-                base.state[flat] = {
-                    "step": torch.as_tensor(float(step), dtype=torch.float32).clone(),
-                    "exp_avg": torch.zeros_like(flat),
-                    "exp_avg_sq": torch.zeros_like(flat),
-                }
-            # ZeRO-1/2 link each parameter to its slice of that state after their first step
-            # (DeepSpeed 0.19, stage_1_and_2.py); before one, link it now. ZeRO-3 finds the
-            # slices in the state itself.
-            if not self.zero3:
-                optimizer.optimizer._lazy_init_hp_params_optimizer_state()  # type: ignore[attr-defined]
-            for i, p in enumerate(params):
-                for key in ("exp_avg", "exp_avg_sq"):
-                    safe_set_full_optimizer_state(p, saved["state"][i][key].to(p.device), key)
-        hyper = {k: v for k, v in saved["param_groups"][0].items() if k != "params"}
-        for group in base.param_groups:
-            group.update(hyper)
+        zero.load_full_state(optimizer, ac, saved, self.zero3)
 
     def first_on_main(
         self, fn: Callable[[], T], errors: tuple[type[Exception], ...] = (RunSetupError,)
@@ -687,29 +469,6 @@ class Processes:
         self.accelerator.end_training()  # destroys the process group
 
 
-def _zero_base(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """The torch optimizer under accelerate's and DeepSpeed's wrappers: it steps ZeRO's flat
-    fp32 partitions."""
-    return optimizer.optimizer.optimizer  # type: ignore[attr-defined]
-
-
-def _zero_flats(optimizer: torch.optim.Optimizer, zero3: bool) -> list[torch.Tensor]:
-    """The flat fp32 partitions ZeRO's AdamW steps (its state's keys): ZeRO-1/2 keep them in
-    its param groups, ZeRO-3 puts them there only for the duration of a step (DeepSpeed
-    0.19, stage3.py)."""
-    if zero3:
-        return list(optimizer.optimizer.fp32_partitioned_groups_flat)  # type: ignore[attr-defined]
-    return [flat for group in _zero_base(optimizer).param_groups for flat in group["params"]]
-
-
-def _zero_step(base: torch.optim.Optimizer) -> torch.Tensor:
-    """The number of steps ZeRO's AdamW took (the same for every partition)."""
-    steps = {float(st["step"]) for st in base.state.values()}
-    if len(steps) != 1:
-        raise RuntimeError(f"ZeRO's AdamW partitions disagree on their step count: {steps}")
-    return torch.tensor(steps.pop())
-
-
 def join_processes(cfg: TrainConfig) -> Processes:
     """Join the processes the launcher started (:class:`Processes`; a single one without a
     launcher). Call :func:`check_processes` first. Under DeepSpeed, its config's gradient
@@ -747,37 +506,7 @@ def join_processes(cfg: TrainConfig) -> Processes:
             "DeepSpeed ZeRO (zero2.yaml); docs/scaling.md says what FSDP would need"
         )
     if deepspeed:
-        ds = accelerator.state.deepspeed_plugin.deepspeed_config
-        zero = ds.get("zero_optimization", {})
-        check_zero(
-            str(zero.get("stage", 0)),
-            {
-                what: str(zero.get(f"offload_{what}", {}).get("device", "none"))
-                for what in ("optimizer", "param")
-            },
-        )
-        if accelerator.state.deepspeed_plugin.zero3_init_flag:
-            raise RunSetupError(
-                "DeepSpeed's zero3_init_flag partitions every model as it is built, π_ref "
-                "too, which stays out of the engine and must be whole: set it to false "
-                "(π is partitioned when the engine takes it; configs/accelerate/zero3.yaml)"
-            )
-        if str(zero.get("stage", 0)) == "3":
-            from transformers.integrations import unset_hf_deepspeed_config
-
-            # accelerate 1.16 registers its DeepSpeed config with transformers even with
-            # zero3_init_flag false (DeepSpeedPlugin.set_deepspeed_weakref), and under stage 3
-            # from_pretrained then builds every model partitioned, π_ref too, which stays out
-            # of the engine. Unregistered, models are built whole; the engine partitions π.
-            unset_hf_deepspeed_config()
-        # The update picks its own minibatches; DeepSpeed's batch sizes only have to agree
-        # with each other (one sample per process, no accumulation). Clipping is the run's.
-        ds |= {
-            "train_micro_batch_size_per_gpu": 1,
-            "train_batch_size": world,
-            "gradient_accumulation_steps": 1,
-            "gradient_clipping": cfg.max_grad_norm,
-        }
+        zero.configure(accelerator, cfg, world)
     if accelerator.mixed_precision != "no":
         raise RunSetupError(
             f"accelerate's mixed_precision {accelerator.mixed_precision!r} is not used by this "

@@ -43,8 +43,9 @@ from agents.checkpoint import (
     saved_rng_states,
 )
 from agents.config import TrainConfig
-from agents.distributed import Processes, ReplicatedPolicy, join_processes
+from agents.distributed import Processes, join_processes
 from agents.policy import ActorCritic
+from agents.replicas import ReplicatedPolicy
 from agents.rundir import (
     claim_run_dir,
     load_policy_state,

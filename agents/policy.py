@@ -274,7 +274,7 @@ class ActorCritic(nn.Module):
 
     def summed_over_processes(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over the processes that train π: π trains in this process alone,
-        so ``values`` itself (a multi-process run's π, ``agents.distributed.ReplicatedPolicy``,
+        so ``values`` itself (a multi-process run's π, ``agents.replicas.ReplicatedPolicy``,
         all-reduces them)."""
         return values
 

@@ -152,8 +152,9 @@ def worker(task: str, output: Path, out_dir: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from agents.algorithms import ALGORITHMS
-    from agents.distributed import uses_deepspeed, world_size
+    from agents.distributed import world_size
     from agents.trainer import run
+    from agents.zero import uses_deepspeed
 
     algo, fields = TASKS[task]
     cfg = ALGORITHMS[algo].config(

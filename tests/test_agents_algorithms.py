@@ -20,11 +20,11 @@ from agents.algorithms import ALGORITHMS, Algorithm
 from agents.build import TOY_MODEL, build_envs, build_policy
 from agents.checkpoint import load_checkpoint
 from agents.config import TrainConfig
-from agents.distributed import ReplicatedPolicy
 from agents.engine import Actor, Plan, Rollout, collect
 from agents.losses import logprobs_from_logits
 from agents.masked import masked_mean
 from agents.policy import GUIDE, PI, ActorCritic
+from agents.replicas import ReplicatedPolicy
 from agents.trainer import run
 from textgen_env.guides import ReferenceGuide
 from textgen_env.models import tiny_causal_lm

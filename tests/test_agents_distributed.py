@@ -40,10 +40,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.alol import ALoLConfig
 from agents.build import TOY_MODEL
 from agents.checkpoint import load_checkpoint
-from agents.distributed import ReplicatedPolicy, split_fields
+from agents.distributed import split_fields
 from agents.make_data import MakeDataConfig, make_data
 from agents.policy import ActorCritic
 from agents.ppo import PPOConfig
+from agents.replicas import ReplicatedPolicy
 from agents.rest import RestConfig
 from agents.rundir import RunSetupError
 from agents.trainer import run
