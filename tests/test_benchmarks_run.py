@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a folder of scripts, not an inst
 from agents.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from agents.evaluate import evaluate  # noqa: E402
 from agents.trainer import run  # noqa: E402
-from benchmarks import report  # noqa: E402
+from benchmarks import report, suites  # noqa: E402
 from benchmarks import run as bench  # noqa: E402
 
 TASK = "textgen_env/Positive-v0"
@@ -311,7 +311,7 @@ def test_every_suite_table_builds_its_configs() -> None:
     with pytest.raises(bench.SuiteError, match="data of textgen_env/Positive-v0"):
         bench.check_suite("data", bad_data)
     assert bench.SUITES["paper-small"].eval_num_beams == {"textgen_env/CommonGen-v0": 5}
-    for name in bench.OFFLINE_ROWS:
+    for name in suites.OFFLINE_ROWS:
         assert name in bench.SUITES["toy"].rows and name in bench.SUITES["paper-small"].rows
 
 
