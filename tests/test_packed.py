@@ -1,0 +1,82 @@
+"""Tests for textgen_env/packed.py: decoding with oneDNN-prepacked linear weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from textgen_env.generation import sample
+from textgen_env.models import tiny_causal_lm
+from textgen_env.packed import _can_pack, prepacked_linears
+
+needs_onednn = pytest.mark.skipif(not _can_pack(), reason="this torch build has no oneDNN")
+
+
+def _lm() -> nn.Module:
+    return tiny_causal_lm(50, hidden_size=64, num_layers=2, num_heads=4).eval()
+
+
+@needs_onednn
+def test_packed_layers_compute_the_same_products_and_are_restored() -> None:
+    model = _lm()
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    x = torch.randn(5, 7, 64)  # (B, T, H): any leading dims
+    layer = model.model.layers[0].mlp.up_proj
+    before = layer(x)
+    weights = [m.weight.detach().clone() for m in linears]
+    with prepacked_linears(model, rows=5) as n:
+        assert n == len(linears) > 0
+        assert "forward" in layer.__dict__
+        packed = layer(x)
+    assert all("forward" not in m.__dict__ for m in linears)
+    assert torch.equal(layer(x), before)  # the plain forward is back
+    torch.testing.assert_close(packed, before, rtol=1e-5, atol=1e-5)  # rounding only
+    assert all(torch.equal(m.weight, w) for m, w in zip(linears, weights, strict=True))
+
+
+@needs_onednn
+def test_packed_layers_are_restored_after_an_error() -> None:
+    model = _lm()
+    with pytest.raises(RuntimeError, match="boom"), prepacked_linears(model, rows=2):
+        raise RuntimeError("boom")
+    assert not any("forward" in m.__dict__ for m in model.modules())
+
+
+def test_nothing_is_packed_under_autocast_or_for_other_dtypes() -> None:
+    model = _lm()
+    with torch.autocast("cpu", dtype=torch.bfloat16), prepacked_linears(model, rows=4) as n:
+        assert n == 0
+    with prepacked_linears(model.to(torch.bfloat16), rows=4) as n:
+        assert n == 0
+
+
+def test_a_replaced_forward_is_left_alone() -> None:
+    model = _lm()
+    layer = model.model.layers[0].mlp.up_proj
+    own = layer.forward  # e.g. a hook library that wraps forward per instance
+    layer.forward = own
+    with prepacked_linears(model, rows=2):
+        assert layer.__dict__["forward"] is own
+    assert layer.__dict__["forward"] is own
+
+
+def test_rows_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="rows must be >= 1"), prepacked_linears(_lm(), rows=0):
+        pass
+
+
+@needs_onednn
+def test_sampling_matches_the_unpacked_logits() -> None:
+    """Greedy decoding under the sampler (packed) equals a step-by-step greedy loop over the
+    plain model's full forward passes, up to ties broken by rounding (none here)."""
+    model = _lm()
+    torch.manual_seed(0)
+    ids = torch.randint(2, 50, (3, 6))  # (B, T)
+    got = sample(model, ids, torch.ones_like(ids), 8, eos_token_ids=[], do_sample=False)
+    seq = ids
+    with torch.no_grad():
+        for _ in range(8):
+            logits = model(input_ids=seq).logits[:, -1]  # (B, V)
+            seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], dim=1)
+    assert got == seq[:, 6:].tolist()
