@@ -84,6 +84,7 @@ for ours in ("agents", "textgen_env"):
     assert importlib.util.find_spec(ours) is None, ours + " is importable"
 import numpy as np, torch, transformers
 
+torch.set_num_threads({threads})  # the tests' own (conftest): the same arithmetic on any CPU
 model = getattr(transformers, {auto!r}).from_pretrained({folder!r}).eval()
 kwargs = {{"input_ids": torch.tensor({input_ids})}}
 if {seq2seq}:
@@ -112,6 +113,7 @@ def load_outside(folder: Path, tmp_path: Path, seq2seq: bool = False, text: str 
         decoder_ids=DECODER_IDS,
         seq2seq=seq2seq,
         text=text,
+        threads=torch.get_num_threads(),
     )
     done = subprocess.run(
         [sys.executable, "-I", "-S", "-c", textwrap.dedent(code)],
