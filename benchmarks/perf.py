@@ -99,9 +99,11 @@ HISTORY: list[tuple[str, str]] = [
     (
         "fp32 decoding on CPU with oneDNN-prepacked linear weights, packed once per roll-out "
         "(a6fab9b)",
-        "probe on a quiet machine, SmolLM2, 16 rows: all linear weights × 16 rows 79 → 39 ms; "
-        "a decoding step 108-114 → 68-70 ms; sample() of 48 tokens 6.5-8.2 → 5.1 s, the same "
-        "768 tokens (the iteration rows above predate it)",
+        "on an AMD EPYC (2 cores; the rows above ran on an Intel Xeon), SmolLM2, 16 rows: all "
+        "linear weights × 16 rows 79 → 39 ms; a decoding step 108-114 → 68-70 ms; sample() of "
+        "48 tokens 6.5-8.2 → 5.1 s, the same 768 tokens; the PPO row's generation 6.17, 7.02 → "
+        "4.09, 4.32 s per iteration (two runs each, alternating), peak RSS 6.24-6.29 → 6.24-6.33 "
+        "GiB; TRL not re-run (the iteration rows above predate it)",
     ),
 ]
 
