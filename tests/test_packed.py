@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import pytest
 import torch
 from torch import nn
@@ -80,3 +82,23 @@ def test_sampling_matches_the_unpacked_logits() -> None:
             logits = model(input_ids=seq).logits[:, -1]  # (B, V)
             seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], dim=1)
     assert got == seq[:, 6:].tolist()
+
+
+@pytest.mark.parametrize(("budget", "packs"), [(1, False), (3, True)])
+def test_the_sampler_packs_only_when_it_decodes_past_the_first_pass(
+    budget: int, packs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One new token is the prefill's alone: packing the weights for it would only cost."""
+    import textgen_env.generation as generation
+
+    calls: list[int] = []
+
+    def recording(model: nn.Module, rows: int) -> AbstractContextManager[int]:
+        calls.append(rows)
+        return prepacked_linears(model, rows)
+
+    monkeypatch.setattr(generation, "prepacked_linears", recording)
+    ids = torch.randint(2, 50, (2, 4))  # (B, T)
+    out = sample(_lm(), ids, torch.ones_like(ids), budget, eos_token_ids=[], do_sample=False)
+    assert [len(o) for o in out] == [budget, budget]
+    assert calls == ([2] if packs else [])

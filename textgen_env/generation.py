@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -199,6 +200,12 @@ def _returned_cache(out: Any) -> Any:
     return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
+def _packed(model: Any, rows: int, steps: int) -> AbstractContextManager[Any]:
+    """:func:`~textgen_env.packed.prepacked_linears` for a loop of ``steps`` one-token passes
+    after the first (a call with none, e.g. one new token, gains nothing from packing)."""
+    return prepacked_linears(model, rows) if steps > 0 else nullcontext()
+
+
 def _can_prune(cache: Any) -> bool:
     """Whether rows of ``cache`` can be dropped safely (a plain dynamic key/value cache, or an
     encoder-decoder cache made of two of them)."""
@@ -297,7 +304,7 @@ def sample(
     extra = {}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
         extra["logits_to_keep"] = 1  # only the last position's logits are needed
-    with prepacked_linears(model, len(rows)):  # CPU decoding, weights packed once (issue #9)
+    with _packed(model, len(rows), max(left) - 1):  # CPU decoding: weights packed (issue #9)
         out = model(
             input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra
         )
@@ -425,7 +432,9 @@ def sample_seq2seq(
     enc_mask = encoder_mask[keep].long()  # (B', S)
     if (enc_mask.sum(-1) == 0).any():
         raise ValueError("every row with a positive budget needs at least one encoder token")
-    with prepacked_linears(model, len(rows)):  # CPU decoding, weights packed once (issue #9)
+    lengths = [len(prefixes[i]) for i in rows]  # one-token passes: prefix gap + budget - 1
+    steps = max(lengths) - min(lengths) + max(budgets[i] for i in rows) - 1
+    with _packed(model, len(rows), steps):  # CPU decoding: weights packed (issue #9)
         encoded = model.get_encoder()(
             input_ids=encoder_ids[keep].long(), attention_mask=enc_mask, return_dict=True
         )
