@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -63,6 +64,7 @@ from agents.trainer import TrainingDiverged, run
 from benchmarks import report
 from benchmarks.suites import DATA_SOURCE, GUIDE, ROWS, SUITES, ZERO_SHOT, Row, Suite
 from textgen_env.errors import GuideError
+from textgen_env.packed import prepacking_enabled
 
 SPLIT_SEED = 10_000
 """The zero-shot row's extra evaluations, whose rewards split the prompts by difficulty, use
@@ -396,6 +398,23 @@ def rebuild(out: Path, suite: Suite, task: str, key: str, seed: int) -> None:
         )
 
 
+def machine() -> dict[str, Any]:
+    """What a run's record says of the machine: float rounding, and with it which tokens a
+    run samples, differs between CPU models and with prepacked decoding (docs/benchmarks.md)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if line.startswith("model name")
+    ]
+    return {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu": models[0] if models else platform.processor(),
+        "prepacked_decoding": prepacking_enabled(),
+    }
+
+
 def execute(
     out: Path, suite_name: str, suite: Suite, task: str, key: str, seed: int
 ) -> dict[str, Any]:
@@ -430,7 +449,7 @@ def execute(
         "generations": [s["generation"] for s in samples],
         "rewards": [s["reward"] for s in samples],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": machine(),
     }
     if row.algo == ZERO_SHOT and report.splits_by_initial_reward(task):
         # The difficulty split (report.DIFFICULTY, the paper's Figure 3) groups prompts by the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -416,3 +417,19 @@ def test_paired_gain_by_hand() -> None:
     assert gain == pytest.approx(0.175)
     assert se == pytest.approx(np.sqrt(0.25**2 + 0.1**2) / 2)
     assert report.paired_gain(runs[2:], base) is None
+
+
+def test_a_record_says_the_cpu_and_whether_decoding_was_prepacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which tokens a run samples depends on float rounding, so its record names the CPU model
+    and the prepacking switch (docs/benchmarks.md, replay across machines)."""
+    monkeypatch.setenv("TEXTGEN_ENV_PREPACK", "0")
+    assert bench.main(["--suite", "smoke", "--only", "zero-shot", "--seeds", "0",
+                       "--out", str(tmp_path)]) == 0  # fmt: skip
+    record = json.loads(results(tmp_path)["zero-shot-s0.json"].read_text())["machine"]
+    assert record["prepacked_decoding"] is False
+    assert record["cpus"] == os.cpu_count() and record["torch_threads"] >= 1
+    assert isinstance(record["cpu"], str)
+    monkeypatch.delenv("TEXTGEN_ENV_PREPACK")
+    assert bench.machine()["prepacked_decoding"] is True

@@ -10,7 +10,7 @@ from torch import nn
 
 from textgen_env.generation import sample
 from textgen_env.models import tiny_causal_lm
-from textgen_env.packed import _can_pack, prepacked_linears
+from textgen_env.packed import PREPACK_ENV, _can_pack, prepacked_linears
 
 needs_onednn = pytest.mark.skipif(not _can_pack(), reason="this torch build has no oneDNN")
 
@@ -51,6 +51,25 @@ def test_nothing_is_packed_under_autocast_or_for_other_dtypes() -> None:
         assert n == 0
     with prepacked_linears(model.to(torch.bfloat16), rows=4) as n:
         assert n == 0
+
+
+@needs_onednn
+def test_the_environment_variable_turns_packing_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _lm()
+    monkeypatch.setenv(PREPACK_ENV, "0")
+    with prepacked_linears(model, rows=4) as n:
+        assert n == 0
+        assert not any("forward" in m.__dict__ for m in model.modules())
+    monkeypatch.setenv(PREPACK_ENV, "1")
+    with prepacked_linears(model, rows=4) as n:
+        assert n > 0
+
+
+def test_a_bad_environment_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PREPACK_ENV, "off")
+    message = "TEXTGEN_ENV_PREPACK must be 0 or 1, got 'off'"
+    with pytest.raises(ValueError, match=message), prepacked_linears(_lm(), rows=4):
+        pass
 
 
 def test_a_replaced_forward_is_left_alone() -> None:

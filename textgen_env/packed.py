@@ -12,18 +12,34 @@ unchanged.
 
 The packed copies exist only inside the ``with`` block (they cost one more copy of the weights
 meanwhile). They hold the weights as they are when the block starts, so the block must not
-change them. Results differ from ``F.linear``'s by float rounding (about 1e-6 relative).
+change them. Results differ from ``F.linear``'s by float rounding (about 1e-6 relative), and
+one rounding difference at a near-tie can flip a sampled token: set the environment variable
+``TEXTGEN_ENV_PREPACK=0`` to decode with plain ``F.linear``, as the code before commit a6fab9b
+did (to replay a run made with it token for token).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["prepacked_linears"]
+__all__ = ["PREPACK_ENV", "prepacked_linears", "prepacking_enabled"]
+
+PREPACK_ENV = "TEXTGEN_ENV_PREPACK"
+"""The environment variable that turns prepacking off when set to ``0``."""
+
+
+def prepacking_enabled() -> bool:
+    """Whether :func:`prepacked_linears` may pack (``TEXTGEN_ENV_PREPACK`` is not ``0``; read at
+    each call). A value other than ``0`` or ``1`` is a :class:`ValueError`."""
+    value = os.environ.get(PREPACK_ENV, "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{PREPACK_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
 
 
 def _can_pack() -> bool:
@@ -52,8 +68,9 @@ def prepacked_linears(model: nn.Module, rows: int) -> Iterator[int]:
     packed once, for the duration of the block; yields how many layers it packed.
 
     Nothing is packed (the block runs as without it) under CPU autocast, where the layers'
-    inputs are cast to bf16, or where torch has no oneDNN. The model's own parameters are
-    untouched; each packed layer's ``forward`` is replaced inside the block and restored after.
+    inputs are cast to bf16, where torch has no oneDNN, or with ``TEXTGEN_ENV_PREPACK=0``. The
+    model's own parameters are untouched; each packed layer's ``forward`` is replaced inside the
+    block and restored after.
 
     Args:
         model: Any module (a Hugging Face LM, possibly wrapped by peft: its base layers are
@@ -63,7 +80,7 @@ def prepacked_linears(model: nn.Module, rows: int) -> Iterator[int]:
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
     patched: list[nn.Linear] = []
-    if _can_pack() and not torch.is_autocast_enabled("cpu"):
+    if prepacking_enabled() and _can_pack() and not torch.is_autocast_enabled("cpu"):
         for module in model.modules():
             if not _packable(module):
                 continue
