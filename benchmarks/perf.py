@@ -40,6 +40,7 @@ import torch
 
 import textgen_env
 from agents.learner import LearnerPolicy
+from benchmarks.hardware import cpu_model
 from textgen_env import Prompt, TextGenVectorEnv
 from textgen_env.models import default_model_dir, load_causal_lm
 from textgen_env.oracles import roll_out
@@ -110,10 +111,7 @@ HISTORY: list[tuple[str, str]] = [
 
 def machine(device: str) -> dict:
     """CPU/GPU, versions, matmul GFLOPS (fp32, bf16) and memory bandwidth (GB/s)."""
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    ) if Path("/proc/cpuinfo").exists() else platform.processor()  # fmt: skip
+    cpu = cpu_model()
     flops = {}
     for dtype in (torch.float32, torch.bfloat16):
         a = torch.randn(2048, 2048, device=device, dtype=dtype)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -62,6 +61,7 @@ from agents.offline_data import DataFileError
 from agents.rundir import RunSetupError
 from agents.trainer import TrainingDiverged, run
 from benchmarks import report
+from benchmarks.hardware import cpu_model
 from benchmarks.suites import DATA_SOURCE, GUIDE, ROWS, SUITES, ZERO_SHOT, Row, Suite
 from textgen_env.errors import GuideError
 from textgen_env.packed import prepacking_enabled
@@ -401,16 +401,10 @@ def rebuild(out: Path, suite: Suite, task: str, key: str, seed: int) -> None:
 def machine() -> dict[str, Any]:
     """What a run's record says of the machine: float rounding, and with it which tokens a
     run samples, differs between CPU models and with prepacked decoding (docs/benchmarks.md)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [
-        line.split(":", 1)[1].strip()
-        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if line.startswith("model name")
-    ]
     return {
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "cpu": models[0] if models else platform.processor(),
+        "cpu": cpu_model(),
         "prepacked_decoding": prepacking_enabled(),
     }
 
