@@ -9,17 +9,37 @@ from benchmarks import perf
 
 def test_bounds_and_the_iteration_floor_by_hand() -> None:
     hw = {"matmul_gflops": {"float32": 100.0, "bfloat16": 400.0}, "memory_gb_per_s": 10.0}
-    b = perf.bounds(hw, n_params=1_000_000)
-    tokens = perf.BATCH * (perf.PROMPT + perf.NEW)
-    assert b["update_seconds_fp32"] == pytest.approx(6e6 * tokens / 100e9)  # 3 passes x 2 FLOPs
-    assert b["update_seconds_bf16"] == pytest.approx(6e6 * tokens / 400e9)
-    assert b["reference_seconds_bf16"] == pytest.approx(2e6 * tokens / 400e9)
-    assert b["generation_seconds_fp32"] == pytest.approx(4e6 * perf.NEW / 10e9)  # 4 bytes/weight
-    assert b["generation_seconds_bf16"] == pytest.approx(2e6 * perf.NEW / 10e9)
+    params = {"body": 1_000_000, "head": 500_000, "total": 1_600_000}
+    b = perf.bounds(hw, params)
+    # 16 rows x 112 positions through the body, logits at the 48 generated columns
+    forward = 2 * 16 * (1_000_000 * 112 + 500_000 * 48)
+    assert b["update_seconds_fp32"] == pytest.approx(3 * forward / 100e9)  # forward + backward
+    assert b["update_seconds_bf16"] == pytest.approx(3 * forward / 400e9)
+    assert b["reference_seconds_bf16"] == pytest.approx(forward / 400e9)
+    assert b["generation_seconds_fp32"] == pytest.approx(4 * 1.6e6 * 48 / 10e9)  # 4 B/weight
+    assert b["generation_seconds_bf16"] == pytest.approx(2 * 1.6e6 * 48 / 10e9)
     fp32 = b["update_seconds_fp32"] + b["reference_seconds_fp32"] + b["generation_seconds_fp32"]
     assert perf.iteration_floor(b, "fp32") == pytest.approx(fp32)
     old = {k: v for k, v in b.items() if not k.endswith("bf16") or k.startswith("update")}
     assert perf.iteration_floor(old, "bf16") is None  # a report from before the bf16 bounds
+    # a restart at L = 8: 16 rows x 72 positions, logits at the last
+    assert perf.restart_bound(hw, params, 8) == pytest.approx(
+        2 * 16 * (1_000_000 * 72 + 500_000) / 100e9
+    )
+
+
+def test_matmul_params_count_the_lm_head_apart_and_tied_weights_once() -> None:
+    from textgen_env.models import tiny_causal_lm
+
+    model = tiny_causal_lm(50, hidden_size=8, num_layers=1, num_heads=2)
+    got = perf.matmul_params(model)
+    head = model.get_output_embeddings().weight
+    tied = head is model.get_input_embeddings().weight
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    assert got["head"] == 50 * 8
+    assert got["total"] == sum(p.numel() for p in model.parameters())
+    embeddings = 50 * 8 * (1 if tied else 2)
+    assert got["body"] == sum(p.numel() for p in matrices) - embeddings
 
 
 def test_the_floor_sentence_compares_each_precision_with_its_target() -> None:
