@@ -24,6 +24,7 @@ from textgen_env.guides import ReferenceGuide, ScriptedGuide
 from textgen_env.guides.api import APIGuide, check_server
 from textgen_env.guides.base import GuidePolicy
 from textgen_env.models import load_causal_lm, load_seq2seq_lm, tiny_causal_lm, tiny_seq2seq_lm
+from textgen_env.packed import prepacking_enabled
 from textgen_env.tasks import default_guide, guide_template
 from textgen_env.tasks.toy import positive_expert, reverse_expert, twist_expert
 from textgen_env.vector import TextGenVectorEnv
@@ -95,6 +96,7 @@ def build_tokenizer_and_model(cfg: TrainConfig, vocab_size: int | None = None) -
 
 def check_setup(cfg: TrainConfig, *, guide_server: bool = False, processes: bool = False) -> None:
     """Raise :class:`RunSetupError` when ``cfg`` names an unknown env or an unusable device,
+    when ``TEXTGEN_ENV_PREPACK`` is neither 0 nor 1 (:mod:`textgen_env.packed`),
     or when the process was started as one of several (``accelerate launch``, ``torchrun``)
     and either the caller trains in one process only (``processes`` False: each process would
     train its own copy into the same run directory) or the processes cannot share this run
@@ -114,6 +116,10 @@ def check_setup(cfg: TrainConfig, *, guide_server: bool = False, processes: bool
             "(python -m agents.train) runs with several processes (evaluation, export and data "
             "files run in one, and each process would repeat the work): start a single process"
         )
+    try:
+        prepacking_enabled()  # read at every roll-out: refused here, before any work
+    except ValueError as err:
+        raise RunSetupError(str(err)) from err
     if cfg.env_id not in gym.registry:
         ids = sorted(k for k in gym.registry if k.startswith("textgen_env/"))
         raise RunSetupError(f"unknown env id {cfg.env_id!r}; registered: {', '.join(ids)}")

@@ -622,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     suite = SUITES[args.suite]
     try:
         check_suite(args.suite, suite)
-    except SuiteError as err:
+        prepacking_enabled()  # every record says it: a bad value is refused before any run
+    except (SuiteError, ValueError) as err:
         parser.error(str(err))
     rows = list(suite.rows)
     if args.only is not None:

@@ -255,6 +255,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "device 'toaster'" in line
 
 
+def test_a_bad_prepack_switch_is_one_line_before_any_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEXTGEN_ENV_PREPACK", "yes")
+    line = one_line_error(tiny_flags("ppo", tmp_path / "run"), capsys)
+    assert "TEXTGEN_ENV_PREPACK must be 0 or 1, got 'yes'" in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_init_from_another_model_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

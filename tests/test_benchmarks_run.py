@@ -433,3 +433,14 @@ def test_a_record_says_the_cpu_and_whether_decoding_was_prepacked(
     assert isinstance(record["cpu"], str)
     monkeypatch.delenv("TEXTGEN_ENV_PREPACK")
     assert bench.machine()["prepacked_decoding"] is True
+
+
+def test_a_bad_prepack_switch_is_refused_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TEXTGEN_ENV_PREPACK", "2")
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--suite", "smoke", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert "TEXTGEN_ENV_PREPACK must be 0 or 1, got '2'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
