@@ -398,9 +398,7 @@ def _floors(b: dict, trl: dict | None) -> list[str]:
             "without doing less work."]  # fmt: skip
 
 
-def _restart_row(hw: dict, params: dict[str, int] | None, row: dict) -> str:
-    if params is None:
-        return f"| {row['generated_tokens']} | {row['seconds']:.3f} | | |"
+def _restart_row(hw: dict, params: dict[str, int], row: dict) -> str:
     bound = restart_bound(hw, params, row["generated_tokens"])
     share = bound / row["seconds"]
     return f"| {row['generated_tokens']} | {row['seconds']:.3f} | {bound:.3f} | {share:.2f} |"
@@ -435,7 +433,7 @@ def markdown(r: dict) -> str:
         "Bound: that prefill's FLOPs at the measured fp32 matmul rate (of a 2048² "
         "product; a ratio near 1: the restart runs at that rate).", "",
         "| generated tokens L | seconds | bound | bound / seconds |", "| --- | --- | --- | --- |",
-        *[_restart_row(hw, r.get("params"), row) for row in r["restart_cost"]], "",
+        *[_restart_row(hw, r["params"], row) for row in r["restart_cost"]], "",
         "## Training iteration, IMDB-v0, batch 16, one epoch over one minibatch of 16", "",
         "| row | s/iteration | generation | reward | update | peak RSS | time, memory / TRL |",
         "| --- | --- | --- | --- | --- | --- | --- |",

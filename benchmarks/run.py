@@ -400,7 +400,9 @@ def rebuild(out: Path, suite: Suite, task: str, key: str, seed: int) -> None:
 
 def machine() -> dict[str, Any]:
     """What a run's record says of the machine: float rounding, and with it which tokens a
-    run samples, differs between CPU models and with prepacked decoding (docs/benchmarks.md)."""
+    run samples, differs between CPU models and with prepacked decoding (docs/benchmarks.md).
+    ``prepacked_decoding`` is the ``TEXTGEN_ENV_PREPACK`` switch; a torch without oneDNN never
+    packs, whatever it says."""
     return {
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
