@@ -28,6 +28,28 @@ def test_bounds_and_the_iteration_floor_by_hand() -> None:
     )
 
 
+def test_bounds_at_the_width_the_passes_compute() -> None:
+    hw = {"matmul_gflops": {"float32": 100.0, "bfloat16": 400.0}, "memory_gb_per_s": 10.0}
+    params = {"body": 1_000_000, "head": 500_000, "total": 1_600_000}
+    b = perf.bounds(hw, params, 90.5)  # 90.5 columns on average, logits still at 48
+    forward = 2 * 16 * (1_000_000 * 90.5 + 500_000 * 48)
+    assert b["reference_seconds_fp32"] == pytest.approx(forward / 100e9)
+    assert b["update_seconds_fp32"] == pytest.approx(3 * forward / 100e9)
+
+
+def test_update_width_is_the_longest_prompt_of_each_batch_plus_the_generation() -> None:
+    import gymnasium as gym
+
+    envs = gym.make_vec("textgen_env/IMDB-v0", num_envs=16, vectorization_mode="vector_entry_point")
+    longest = []
+    for seed in range(3):
+        obs, _ = envs.reset(seed=seed)
+        longest.append(obs["attention_mask"][:, : perf.PROMPT].sum(1).max())  # left-padded
+    width = perf.update_width(draws=3)
+    assert width == pytest.approx(perf.NEW + sum(longest) / 3)
+    assert perf.NEW < width < perf.PROMPT + perf.NEW  # IMDB-v0's prompts: shorter than 64
+
+
 def test_matmul_params_count_the_lm_head_apart_and_tied_weights_once() -> None:
     from textgen_env.models import tiny_causal_lm
 
