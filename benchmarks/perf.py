@@ -318,8 +318,10 @@ def update_width(draws: int = 200) -> float:
 def bounds(hw: dict, params: dict[str, int], width: float = PROMPT + NEW) -> dict:
     """Hardware lower bounds of the job at the measured throughput and bandwidth: the FLOPs a
     pass over ``width`` columns needs (logits at the generated columns only, as the update
-    computes them) at the matmul rate, the weights' bytes per decoding step at the memory
-    bandwidth."""
+    computes them) at the matmul rate. Generation is bound by the larger of the weights'
+    bytes read once per decoding step at the memory bandwidth and its FLOPs (the prompt's
+    prefill and 48 steps of 16 rows: those of one forward over the same columns) at the
+    matmul rate."""
     fp32, bf16 = hw["matmul_gflops"]["float32"] * 1e9, hw["matmul_gflops"]["bfloat16"] * 1e9
     forward = forward_flops(params, BATCH, width, NEW)
     update = 3 * forward  # forward + backward of π on the batch
@@ -331,8 +333,11 @@ def bounds(hw: dict, params: dict[str, int], width: float = PROMPT + NEW) -> dic
         "update_seconds_bf16": update / bf16,
         "reference_seconds_fp32": reference / fp32,
         "reference_seconds_bf16": reference / bf16,
-        "generation_seconds_fp32": decode_bytes / bandwidth,
-        "generation_seconds_bf16": decode_bytes / 2 / bandwidth,  # bf16 weights: half the bytes
+        "generation_bytes_seconds_fp32": decode_bytes / bandwidth,
+        "generation_flops_seconds_fp32": forward / fp32,
+        "generation_seconds_fp32": max(decode_bytes / bandwidth, forward / fp32),
+        # bf16 weight copies: half the bytes
+        "generation_seconds_bf16": max(decode_bytes / 2 / bandwidth, forward / bf16),
     }
 
 
@@ -364,7 +369,8 @@ def main() -> None:
         report = json.loads((OUT / "perf.json").read_text())
         if "params" not in report:  # a report from before the bounds counted the LM head apart
             report["params"] = matmul_params(load_causal_lm()[0])
-            report["bounds"] = bounds(report["machine"], report["params"])
+        width = report.get("update_width", PROMPT + NEW)  # 112: before padding was dropped
+        report["bounds"] = bounds(report["machine"], report["params"], width)
         (OUT / "perf.md").write_text(markdown(report) + "\n")
         return
     hw = machine(args.device)
@@ -419,6 +425,13 @@ def _floors(b: dict, trl: dict | None) -> list[str]:
             "without doing less work."]  # fmt: skip
 
 
+def _generation_bound(b: dict) -> str:
+    return (f"Bound: {b['generation_seconds_fp32']:.2f} s, the larger of the fp32 weights read "
+            f"once per step at the measured bandwidth ({b['generation_bytes_seconds_fp32']:.2f} "
+            f"s) and the FLOPs of the prefill and the steps at the measured fp32 matmul rate "
+            f"({b['generation_flops_seconds_fp32']:.2f} s).")  # fmt: skip
+
+
 def _width_note(r: dict) -> str:
     if "update_width" not in r:  # a report from before the passes dropped padded columns
         return ""
@@ -454,8 +467,7 @@ def markdown(r: dict) -> str:
         f"**{rg['time_ratio_median']:.2f}**; "
         f"per token {rg['per_token_ratio_median']:.2f}. Env roll-out "
         f"{statistics.median(rg['env_rollout_seconds']):.2f} s, generate "
-        f"{statistics.median(rg['generate_seconds']):.2f} s. Bound (fp32 weights read once per "
-        f"step at the measured bandwidth): {b['generation_seconds_fp32']:.2f} s.", "",
+        f"{statistics.median(rg['generate_seconds']):.2f} s. {_generation_bound(b)}", "",
         "## Restart cost (16 states, one sampled token each)", "",
         "One prefill of the P + L tokens of each state (P = 64, left-padded), then one token. "
         "Bound: that prefill's FLOPs at the measured fp32 matmul rate (of a 2048² "

@@ -16,8 +16,15 @@ def test_bounds_and_the_iteration_floor_by_hand() -> None:
     assert b["update_seconds_fp32"] == pytest.approx(3 * forward / 100e9)  # forward + backward
     assert b["update_seconds_bf16"] == pytest.approx(3 * forward / 400e9)
     assert b["reference_seconds_bf16"] == pytest.approx(forward / 400e9)
-    assert b["generation_seconds_fp32"] == pytest.approx(4 * 1.6e6 * 48 / 10e9)  # 4 B/weight
-    assert b["generation_seconds_bf16"] == pytest.approx(2 * 1.6e6 * 48 / 10e9)
+    # generation: the larger of the weights' bytes per step (4 B/weight) and the FLOPs
+    assert b["generation_bytes_seconds_fp32"] == pytest.approx(4 * 1.6e6 * 48 / 10e9)
+    assert b["generation_flops_seconds_fp32"] == pytest.approx(forward / 100e9)
+    assert b["generation_seconds_fp32"] == pytest.approx(
+        max(4 * 1.6e6 * 48 / 10e9, forward / 100e9)
+    )
+    assert b["generation_seconds_bf16"] == pytest.approx(
+        max(2 * 1.6e6 * 48 / 10e9, forward / 400e9)
+    )
     fp32 = b["update_seconds_fp32"] + b["reference_seconds_fp32"] + b["generation_seconds_fp32"]
     assert perf.iteration_floor(b, "fp32") == pytest.approx(fp32)
     old = {k: v for k, v in b.items() if not k.endswith("bf16") or k.startswith("update")}
