@@ -29,7 +29,7 @@ from transformers import PreTrainedModel
 
 from textgen_env.generation import decoder_start_token_id, is_encoder_decoder
 
-__all__ = ["GUIDE", "PI", "ActorCritic", "position_ids", "right_align"]
+__all__ = ["GUIDE", "PI", "ActorCritic", "first_attended_column", "position_ids", "right_align"]
 
 PI, GUIDE = 0, 1  # value-head outputs: V^π (π rolls out) and V^g (the guide rolls out)
 
@@ -37,6 +37,14 @@ PI, GUIDE = 0, 1  # value-head outputs: V^π (π rolls out) and V^g (the guide r
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip padding: ``cumsum(mask) - 1`` clipped at 0.  # (B, T)"""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def first_attended_column(attention_mask: torch.Tensor) -> int:
+    """The first column of ``attention_mask`` ``(B, T)`` that some row attends to (``T`` if
+    none does). The columns before it are padding in every row: a forward pass without them
+    gives every row the same outputs, since positions count attended tokens only."""
+    attended = attention_mask.bool().any(0)  # (T,)
+    return int(attended.long().argmax()) if bool(attended.any()) else attention_mask.shape[1]
 
 
 def right_align(
@@ -153,6 +161,10 @@ class ActorCritic(nn.Module):
             enc_ids, enc_mask = right_align(
                 input_ids[:, :prompt_width], attention_mask[:, :prompt_width]
             )  # (B, P) each
+            # The encoder reads only up to the longest prompt (issue #9): the columns after it
+            # are padding in every row once the rows are right-aligned.
+            width = max(1, int(enc_mask.sum(-1).max()))
+            enc_ids, enc_mask = enc_ids[:, :width], enc_mask[:, :width]  # (B, P') each
             gen = input_ids[:, prompt_width:]  # (B, G)
             start = gen.new_full((gen.shape[0], 1), self.decoder_start)  # (B, 1)
             with bf16:
@@ -164,7 +176,13 @@ class ActorCritic(nn.Module):
                     use_cache=False,
                 )
             return out.logits, out.decoder_hidden_states[-1] if hidden else None
+        # Columns that are padding in every row are dropped (issue #9): the env's prompt block
+        # is as wide as the task's longest prompt, a batch's prompts are mostly shorter (IMDB-v0,
+        # 16 rows: 18-31 of its 64 columns). Column P-1 stays: it predicts the first token.
         g = input_ids.shape[1] - prompt_width
+        lead = min(first_attended_column(attention_mask[:, :prompt_width]), prompt_width - 1)
+        if lead > 0:
+            input_ids, attention_mask = input_ids[:, lead:], attention_mask[:, lead:]  # (B, T')
         # Logits only where they are used: columns P-1 .. P+G-1 (issue #9); the prompt's
         # P-1 columns would cost a (P-1) x V projection and its memory for nothing.
         extra = {"logits_to_keep": g + 1} if _accepts(model, "logits_to_keep") else {}

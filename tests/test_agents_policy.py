@@ -12,7 +12,7 @@ import textgen_env  # noqa: F401  (registers the ids)
 from agents.build import TOY_MODEL
 from agents.engine import Plan, collect
 from agents.learner import LearnerPolicy
-from agents.policy import ActorCritic, _accepts, position_ids
+from agents.policy import ActorCritic, _accepts, first_attended_column, position_ids
 from textgen_env.models import tiny_causal_lm
 
 
@@ -68,6 +68,45 @@ def test_causal_pass_reads_the_last_hidden_state_only() -> None:
     with torch.no_grad():
         ActorCritic(model)(ids, torch.ones_like(ids), 3)
     assert asked == [False] and widths == [5]  # G + 1 = 5 columns of 7
+
+
+def test_first_attended_column() -> None:
+    mask = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]])
+    assert first_attended_column(mask) == 2
+    assert first_attended_column(mask[[0, 2]]) == 3
+    assert first_attended_column(torch.ones(2, 4)) == 0
+    assert first_attended_column(torch.zeros(2, 4, dtype=torch.long)) == 4
+
+
+def test_columns_padded_in_every_row_are_not_computed() -> None:
+    """Issue #9: the prompt block's leading columns that are padding in every row are dropped
+    before the forward pass; every row's logits and values are those of the padded batch."""
+    model = tiny_causal_lm(11, seed=3, **TOY_MODEL).eval()
+    ac = ActorCritic(model)  # before the hook: π_ref, a copy, does not carry it
+    widths: list[int] = []
+    model.register_forward_pre_hook(
+        lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    ids = torch.tensor([[3, 4, 5, 6, 2, 7], [0, 3, 4, 5, 2, 7]])  # P = 4, G = 2
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0]])
+    pad = 3  # three more columns of padding in both rows
+    wide_ids = torch.cat([torch.zeros(2, pad, dtype=torch.long), ids], dim=1)
+    wide_mask = torch.cat([torch.zeros(2, pad, dtype=torch.long), mask], dim=1)
+    with torch.no_grad():
+        logits, values = ac(ids, mask, 4)
+        wide_logits, wide_values = ac(wide_ids, wide_mask, 4 + pad)
+        ref = ac.reference_logits(wide_ids, wide_mask, 4 + pad)
+        feats = ac.reference_prompt_features(wide_ids, wide_mask, 4 + pad)
+    assert widths == [6, 6]  # the padded batch's pass saw the same six columns
+    assert wide_logits.shape == (2, 2, 11) and wide_values.shape == (2, 2, 2)
+    torch.testing.assert_close(wide_logits, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(wide_values, values, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ref, logits, rtol=1e-5, atol=1e-5)  # π_ref = initial π
+    assert feats.shape == (2, TOY_MODEL["hidden_size"])
+    # A batch whose prompt block is all padding still predicts its first token from column P-1.
+    with torch.no_grad():
+        empty, _ = ac(torch.tensor([[0, 0, 5]]), torch.tensor([[0, 0, 1]]), 2)
+    assert empty.shape == (1, 1, 11) and widths[-1] == 2
 
 
 def test_bf16_autocast_is_close_to_fp32_and_trains(tmp_path: object) -> None:

@@ -268,6 +268,25 @@ def test_actor_critic_seq2seq_matches_direct_calls() -> None:
         ActorCritic(_t5(11), reference=tiny_causal_lm(11))
 
 
+def test_actor_critic_seq2seq_encodes_up_to_the_longest_prompt() -> None:
+    """Issue #9: the encoder reads the right-aligned prompts up to the longest one; padding
+    columns added to every row change neither the width it sees nor the logits."""
+    model = _t5(11, seed=3)
+    ac = ActorCritic(model)
+    ids, mask, width = _rollout_batch(model)
+    seen: list[int] = []
+    model.get_encoder().register_forward_pre_hook(
+        lambda _, args, kwargs: seen.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    pad = torch.zeros(ids.shape[0], 3, dtype=ids.dtype)
+    with torch.no_grad():
+        logits, _ = ac(ids, mask, width)
+        wide, _ = ac(torch.cat([pad, ids], 1), torch.cat([pad, mask], 1), width + 3)
+    longest = int(mask[:, :width].sum(1).max())
+    assert seen == [longest, longest]
+    torch.testing.assert_close(wide, logits, rtol=1e-5, atol=1e-6)
+
+
 def test_right_align() -> None:
     ids = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 4], [0, 3, 0, 2]])
     mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1], [0, 1, 0, 1]])
