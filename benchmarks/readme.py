@@ -178,14 +178,20 @@ PERF_ROWS: dict[str, str] = {
 def perf_targets(perf: dict[str, Any]) -> list[tuple[str, float, float]]:
     """Issue #9's targets: (what, the measured ratio, the target ratio)."""
     trl, it = perf["trl_ppo"], perf["iterations"]
-    checkpointing = it["ppo activation checkpointing"]["peak_rss_bytes"]
+    checkpointing = it["ppo activation checkpointing"]
     return [
         (
             "peak RSS ≤ 0.4× TRL's with activation checkpointing",
-            checkpointing / trl["peak_rss_bytes"],
+            checkpointing["peak_rss_bytes"] / trl["peak_rss_bytes"],
             0.4,
         ),
         ("fp32 time ≤ 0.5×", it["ppo fp32"]["seconds"] / trl["seconds"], 0.5),
+        # The issue asks for both in one configuration: the time of the row with that memory.
+        (
+            "fp32 time ≤ 0.5× with activation checkpointing",
+            checkpointing["seconds"] / trl["seconds"],
+            0.5,
+        ),
         ("bf16 ≤ 0.25×", it["ppo bf16 autocast"]["seconds"] / trl["seconds"], 0.25),
         ("roll-out ≤ 0.8× `generate`", perf["rollout_vs_generate"]["time_ratio_median"], 0.8),
     ]

@@ -29,9 +29,10 @@ def test_bounds_and_the_iteration_floor_by_hand() -> None:
     assert perf.iteration_floor(b, "fp32") == pytest.approx(fp32)
     old = {k: v for k, v in b.items() if not k.endswith("bf16") or k.startswith("update")}
     assert perf.iteration_floor(old, "bf16") is None  # a report from before the bf16 bounds
-    # a restart at L = 8: 16 rows x 72 positions, logits at the last
-    assert perf.restart_bound(hw, params, 8) == pytest.approx(
-        2 * 16 * (1_000_000 * 72 + 500_000) / 100e9
+    # a restart at L = 8 from prompts of at most 40 tokens: 16 rows x 48 positions, logits at
+    # the last
+    assert perf.restart_bound(hw, params, 40, 8) == pytest.approx(
+        2 * 16 * (1_000_000 * 48 + 500_000) / 100e9
     )
 
 
