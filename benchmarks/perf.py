@@ -114,7 +114,7 @@ HISTORY: list[tuple[str, str]] = [
         "training and scoring passes skip the prompt columns that are padding in every row of "
         "the batch (e3a0111; the sampler already did)",
         "not measured alone: the update's and π_ref's passes compute 87.2 of the 112 columns on "
-        "average (-22% of their FLOPs); with it, on the AMD EPYC, in one run with TRL (174e536): "
+        "average (-22% of their FLOPs); with it, on the AMD EPYC, in one run with TRL (e00fb55): "
         "PPO fp32 17.17 s vs TRL 38.96 s (0.44×), peak RSS 5.71 vs 10.72 GiB (0.53×); "
         "activation checkpointing 20.37 s (0.52×), 4.06 GiB (0.38×); bf16 10.53 s (0.27×)",
     ),
