@@ -41,6 +41,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -411,6 +412,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def code_commit() -> str | None:
+    """The git commit the runner's checkout is at, with ``+changes`` when tracked files differ
+    from it; ``None`` outside a git checkout. A code change can change float rounding, and with
+    it the tokens a run samples (docs/benchmarks.md), so a record names its code."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        head, changed = (
+            git("rev-parse", "HEAD"),
+            git("status", "--porcelain", "--untracked-files=no"),
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if changed else "")
+
+
 def execute(
     out: Path, suite_name: str, suite: Suite, task: str, key: str, seed: int
 ) -> dict[str, Any]:
@@ -446,6 +467,7 @@ def execute(
         "rewards": [s["reward"] for s in samples],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(),
+        "code_commit": code_commit(),
     }
     if row.algo == ZERO_SHOT and report.splits_by_initial_reward(task):
         # The difficulty split (report.DIFFICULTY, the paper's Figure 3) groups prompts by the

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -433,6 +434,26 @@ def test_a_record_says_the_cpu_and_whether_decoding_was_prepacked(
     assert isinstance(record["cpu"], str)
     monkeypatch.delenv("TEXTGEN_ENV_PREPACK")
     assert bench.machine()["prepacked_decoding"] is True
+
+
+def test_a_record_names_the_code_it_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code change can change float rounding (docs/benchmarks.md): the record says the git
+    commit of the runner's checkout, or None where there is none."""
+    assert bench.main(["--suite", "smoke", "--only", "zero-shot", "--seeds", "0",
+                       "--out", str(tmp_path)]) == 0  # fmt: skip
+    commit = json.loads(results(tmp_path)["zero-shot-s0.json"].read_text())["code_commit"]
+    root = Path(bench.__file__).resolve().parents[1]
+    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if git.returncode == 0:  # a git checkout (the tests run from one)
+        assert commit.removesuffix("+changes") == git.stdout.strip()
+    else:
+        assert commit is None
+
+    def no_git(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(bench.subprocess, "run", no_git)
+    assert bench.code_commit() is None
 
 
 def test_a_bad_prepack_switch_is_refused_before_any_run(
