@@ -413,9 +413,10 @@ def machine() -> dict[str, Any]:
 
 
 def code_commit() -> str | None:
-    """The git commit the runner's checkout is at, with ``+changes`` when tracked files differ
-    from it; ``None`` outside a git checkout. A code change can change float rounding, and with
-    it the tokens a run samples (docs/benchmarks.md), so a record names its code."""
+    """The git commit the runner's checkout is at, with ``+changes`` when tracked files other
+    than results differ from it; ``None`` outside a git checkout. A code change can change
+    float rounding, and with it the tokens a run samples (docs/benchmarks.md), so a record
+    names its code."""
     root = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
@@ -425,7 +426,7 @@ def code_commit() -> str | None:
     try:
         head, changed = (
             git("rev-parse", "HEAD"),
-            git("status", "--porcelain", "--untracked-files=no"),
+            git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"),
         )
     except (OSError, subprocess.CalledProcessError):
         return None
