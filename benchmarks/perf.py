@@ -219,7 +219,7 @@ def restart_cost(model, tok, lengths=(0, 8, 16, 32, 47)) -> list[dict]:
     (one prefill of P' + L tokens each, P' the longest of the 16 prompts)."""
     envs = imdb_envs(tok, BATCH)
     starts = [envs.task.initial_state(i) for i in range(BATCH)]
-    width = restart_prompt_width(tok)
+    width = restart_prompt_width(envs)
     filler = tok.encode(" and the film was", add_special_tokens=False)
     learner = LearnerPolicy(model, eos_token_id=tok.eos_token_id, vocab_limit=len(tok),
                             top_k=50, temperature=1.0)  # fmt: skip
@@ -244,10 +244,9 @@ def restart_cost(model, tok, lengths=(0, 8, 16, 32, 47)) -> list[dict]:
     return rows
 
 
-def restart_prompt_width(tok) -> int:
+def restart_prompt_width(envs: TextGenVectorEnv) -> int:
     """P' of the restart rows: the longest prompt of their 16 states (the sampler drops the
     columns before it, padding in every row)."""
-    envs = imdb_envs(tok, BATCH)
     return max(len(envs.task.initial_state(i).prompt_ids) for i in range(BATCH))
 
 
@@ -393,9 +392,9 @@ def main() -> None:
             report["params"] = matmul_params(load_causal_lm()[0])
         width = report.get("update_width", PROMPT + NEW)  # 112: before padding was dropped
         if "prompt_width" not in report["restart_cost"][0]:  # a report from before it was kept
-            tok = load_tokenizer()
+            prompt = restart_prompt_width(imdb_envs(load_tokenizer(), BATCH))
             for row in report["restart_cost"]:
-                row["prompt_width"] = restart_prompt_width(tok)
+                row["prompt_width"] = prompt
         report["bounds"] = bounds(report["machine"], report["params"], width)
         (OUT / "perf.md").write_text(markdown(report) + "\n")
         return
