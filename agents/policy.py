@@ -27,9 +27,13 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from textgen_env.generation import decoder_start_token_id, is_encoder_decoder
+from textgen_env.generation import (
+    decoder_start_token_id,
+    first_attended_column,
+    is_encoder_decoder,
+)
 
-__all__ = ["GUIDE", "PI", "ActorCritic", "first_attended_column", "position_ids", "right_align"]
+__all__ = ["GUIDE", "PI", "ActorCritic", "position_ids", "right_align"]
 
 PI, GUIDE = 0, 1  # value-head outputs: V^π (π rolls out) and V^g (the guide rolls out)
 
@@ -37,14 +41,6 @@ PI, GUIDE = 0, 1  # value-head outputs: V^π (π rolls out) and V^g (the guide r
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip padding: ``cumsum(mask) - 1`` clipped at 0.  # (B, T)"""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def first_attended_column(attention_mask: torch.Tensor) -> int:
-    """The first column of ``attention_mask`` ``(B, T)`` that some row attends to (``T`` if
-    none does). The columns before it are padding in every row: a forward pass without them
-    gives every row the same outputs, since positions count attended tokens only."""
-    attended = attention_mask.bool().any(0)  # (T,)
-    return int(attended.long().argmax()) if bool(attended.any()) else attention_mask.shape[1]
 
 
 def right_align(

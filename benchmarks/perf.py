@@ -43,9 +43,9 @@ import torch
 
 import textgen_env
 from agents.learner import LearnerPolicy
-from agents.policy import first_attended_column
 from benchmarks.hardware import cpu_model
 from textgen_env import Prompt, TextGenVectorEnv
+from textgen_env.generation import first_attended_column
 from textgen_env.models import default_model_dir, load_causal_lm, load_tokenizer
 from textgen_env.oracles import roll_out
 

@@ -12,7 +12,7 @@ import textgen_env  # noqa: F401  (registers the ids)
 from agents.build import TOY_MODEL
 from agents.engine import Plan, collect
 from agents.learner import LearnerPolicy
-from agents.policy import ActorCritic, _accepts, first_attended_column, position_ids
+from agents.policy import ActorCritic, _accepts, position_ids
 from textgen_env.models import tiny_causal_lm
 
 
@@ -68,14 +68,6 @@ def test_causal_pass_reads_the_last_hidden_state_only() -> None:
     with torch.no_grad():
         ActorCritic(model)(ids, torch.ones_like(ids), 3)
     assert asked == [False] and widths == [5]  # G + 1 = 5 columns of 7
-
-
-def test_first_attended_column() -> None:
-    mask = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]])
-    assert first_attended_column(mask) == 2
-    assert first_attended_column(mask[[0, 2]]) == 3
-    assert first_attended_column(torch.ones(2, 4)) == 0
-    assert first_attended_column(torch.zeros(2, 4, dtype=torch.long)) == 4
 
 
 def test_columns_padded_in_every_row_are_not_computed() -> None:

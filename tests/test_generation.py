@@ -15,7 +15,13 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput
 
 from textgen_env import generation
-from textgen_env.generation import is_encoder_decoder, sample, sample_next, sample_seq2seq
+from textgen_env.generation import (
+    first_attended_column,
+    is_encoder_decoder,
+    sample,
+    sample_next,
+    sample_seq2seq,
+)
 from textgen_env.models import tiny_causal_lm, tiny_hf_tokenizer, tiny_seq2seq_lm
 
 VOCAB = 40
@@ -403,3 +409,11 @@ def test_bf16_autocast_casts_the_weights_once_per_call_not_per_token() -> None:
         counts.append(casts.count)
     linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     assert counts == [linears, linears]  # each weight once, however many tokens
+
+
+def test_first_attended_column() -> None:
+    mask = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]])
+    assert first_attended_column(mask) == 2
+    assert first_attended_column(mask[[0, 2]]) == 3
+    assert first_attended_column(torch.ones(2, 4)) == 0
+    assert first_attended_column(torch.zeros(2, 4, dtype=torch.long)) == 4

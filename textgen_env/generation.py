@@ -41,11 +41,20 @@ from textgen_env.packed import prepacked_linears
 
 __all__ = [
     "decoder_start_token_id",
+    "first_attended_column",
     "is_encoder_decoder",
     "sample",
     "sample_next",
     "sample_seq2seq",
 ]
+
+
+def first_attended_column(attention_mask: torch.Tensor) -> int:
+    """The first column of ``attention_mask`` ``(B, T)`` that some row attends to (``T`` if
+    none does). The columns before it are padding in every row: a forward pass without them
+    gives every row the same outputs, since positions count attended tokens only."""
+    attended = attention_mask.bool().any(0)  # (T,)
+    return int(attended.long().argmax()) if bool(attended.any()) else attention_mask.shape[1]
 
 
 def _check_sampling(top_k: int, top_p: float, temperature: float, do_sample: bool) -> None:
@@ -295,7 +304,7 @@ def sample(
     mask = attention_mask[keep].long()  # (B', T)
     if (mask.sum(-1) == 0).any():
         raise ValueError("every row with a positive budget needs at least one attended token")
-    first = int(mask.any(0).long().argmax())  # columns before it are padding in every row
+    first = first_attended_column(mask)  # columns before it are padding in every row
     ids, mask = ids[:, first:], mask[:, first:]  # (B', T')
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B', T')
     left = [budgets[i] for i in rows]  # tokens each live row may still produce
