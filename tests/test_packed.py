@@ -45,12 +45,28 @@ def test_packed_layers_are_restored_after_an_error() -> None:
     assert not any("forward" in m.__dict__ for m in model.modules())
 
 
-def test_nothing_is_packed_under_autocast_or_for_other_dtypes() -> None:
+def test_nothing_is_packed_for_other_dtypes() -> None:
     model = _lm()
-    with torch.autocast("cpu", dtype=torch.bfloat16), prepacked_linears(model, rows=4) as n:
-        assert n == 0
+    with torch.autocast("cpu", dtype=torch.float16), prepacked_linears(model, rows=4) as n:
+        assert n == 0  # fp16 autocast: F.linear's own casts
     with prepacked_linears(model.to(torch.bfloat16), rows=4) as n:
         assert n == 0
+
+
+@needs_onednn
+def test_under_bf16_autocast_packed_layers_compute_what_autocast_computes() -> None:
+    model = _lm()
+    layer = model.model.layers[0].mlp.up_proj
+    layer.bias = nn.Parameter(torch.randn(layer.out_features))  # the bias is cast too
+    x = torch.randn(5, 7, 64)  # (B, T, H) fp32, cast to bf16 by both
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = layer(x)
+        with prepacked_linears(model, rows=5) as n:
+            assert n > 0
+            packed = layer(x)
+    assert packed.dtype == before.dtype == torch.bfloat16
+    torch.testing.assert_close(packed, before, rtol=1e-2, atol=1e-2)  # bf16 rounding at most
+    assert layer.weight.dtype == torch.float32  # π's own weights untouched
 
 
 @needs_onednn
