@@ -118,6 +118,14 @@ HISTORY: list[tuple[str, str]] = [
         "PPO fp32 17.17 s vs TRL 38.96 s (0.44×), peak RSS 5.71 vs 10.72 GiB (0.53×); "
         "activation checkpointing 20.37 s (0.52×), 4.06 GiB (0.38×); bf16 10.53 s (0.27×)",
     ),
+    (
+        "under bf16 autocast, decoding packs a bf16 copy of each linear weight for oneDNN "
+        "(7dce5d7; the same logits and tokens as autocast's own casts)",
+        "the bf16 PPO row alternating with TEXTGEN_ENV_PREPACK=0, two runs each on the AMD "
+        "EPYC: generation 4.41, 5.00 → 3.16, 4.48 s; iteration 10.99, 13.09 → 9.45, 11.06 s. "
+        "In the report run after it (7dce5d7) the bf16 row took 11.66 s (0.28×), its generation "
+        "4.47 s: this VM's speed moves by more than the change between runs",
+    ),
 ]
 
 
