@@ -15,13 +15,16 @@ Writes ``benchmarks/results/perf.md`` and ``perf.json`` with, measured in one ru
    PPO, PPO++ and AggreVaTeD in fp32, PPO under bf16 autocast, with activation checkpointing
    and with LoRA;
 6. TRL's PPO on the same job (``benchmarks/trl_ppo.py`` in ``.venv-trl``, ``make
-   trl-venv``), with the two ratios; if TRL cannot run, the report says why.
+   trl-venv``), with the two ratios; if TRL cannot run, the report says why;
+7. where the time of the rows with a missed target goes: the operators with the most self time
+   in one iteration, under torch's profiler (:mod:`benchmarks.op_profile`).
 
 Each row states the hardware bound beside it: the FLOPs of the passes at the measured matmul
 throughput (the LM head counted only at the columns whose logits a pass computes), or the bytes
 of weights read per decoding step at the measured bandwidth. The report
 ends with :data:`HISTORY`, what each optimization saved when it landed. ``--render-only``
-rewrites ``perf.md`` from ``perf.json`` without measuring.
+rewrites ``perf.md`` from ``perf.json`` without measuring; ``--profile-only`` measures only
+item 7 into the existing ``perf.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 import textgen_env
 from agents.learner import LearnerPolicy
 from benchmarks.hardware import cpu_model
+from benchmarks.op_profile import iteration_profile, profile_markdown
 from textgen_env import Prompt, TextGenVectorEnv
 from textgen_env.generation import first_attended_column
 from textgen_env.models import default_model_dir, load_causal_lm, load_tokenizer
@@ -393,7 +397,27 @@ def main() -> None:
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite perf.md from perf.json; measure nothing"
     )
+    parser.add_argument(
+        "--profile-only",
+        action="store_true",
+        help="measure only the operator profiles, into the existing perf.json",
+    )
     args = parser.parse_args()
+    job = ["--env-id", "textgen_env/IMDB-v0", "--batch-size", str(BATCH), "--minibatch-size",
+           str(BATCH), "--update-epochs", "1", "--device", args.device]  # fmt: skip
+    rows = {
+        "ppo fp32": ["--algo", "ppo", *job],
+        "ppo_pp fp32 (β 0.5)": ["--algo", "ppo_pp", "--beta", "0.5", *job],
+        "aggrevated fp32 (β 0.5)": ["--algo", "aggrevated", "--beta", "0.5", *job],
+        "ppo bf16 autocast": ["--algo", "ppo", "--bf16", *job],
+        "ppo activation checkpointing": ["--algo", "ppo", "--activation-checkpointing", *job],
+        "ppo LoRA r=8": ["--algo", "ppo", "--lora-rank", "8", *job],
+    }
+    if args.profile_only:
+        report = json.loads((OUT / "perf.json").read_text())
+        report["profile"] = profiles(rows)
+        (OUT / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
+        args.render_only = True
     if args.render_only:
         report = json.loads((OUT / "perf.json").read_text())
         if "params" not in report:  # a report from before the bounds counted the LM head apart
@@ -417,16 +441,6 @@ def main() -> None:
     report["rollout_vs_generate"] = rollout_vs_generate(model, tok, args.device)
     report["restart_cost"] = restart_cost(model, tok)
     del model
-    job = ["--env-id", "textgen_env/IMDB-v0", "--batch-size", str(BATCH), "--minibatch-size",
-           str(BATCH), "--update-epochs", "1", "--device", args.device]  # fmt: skip
-    rows = {
-        "ppo fp32": ["--algo", "ppo", *job],
-        "ppo_pp fp32 (β 0.5)": ["--algo", "ppo_pp", "--beta", "0.5", *job],
-        "aggrevated fp32 (β 0.5)": ["--algo", "aggrevated", "--beta", "0.5", *job],
-        "ppo bf16 autocast": ["--algo", "ppo", "--bf16", *job],
-        "ppo activation checkpointing": ["--algo", "ppo", "--activation-checkpointing", *job],
-        "ppo LoRA r=8": ["--algo", "ppo", "--lora-rank", "8", *job],
-    }
     report["iterations"] = {}
     for name, flags in rows.items():
         report["iterations"][name] = train_iteration(flags, args.iterations)
@@ -436,10 +450,26 @@ def main() -> None:
         print("trl", report["trl_ppo"])
         report["trl_ppo_no_checkpointing"] = trl_iteration(args.iterations, checkpointing=False)
         print("trl, no activation checkpointing", report["trl_ppo_no_checkpointing"])
+    report["profile"] = profiles(rows)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
     (OUT / "perf.md").write_text(markdown(report) + "\n")
     print(f"wrote {OUT / 'perf.md'}")
+
+
+# The rows whose iteration time perf.md breaks down by operator: PPO's fp32 row and the bf16
+# row, whose target (≤ 0.25× TRL's fp32 iteration) is missed so far.
+PROFILED = ("ppo fp32", "ppo bf16 autocast")
+
+
+def profiles(rows: dict[str, list[str]]) -> dict[str, dict]:
+    """Operator profiles of the :data:`PROFILED` rows
+    (:func:`~benchmarks.op_profile.iteration_profile`)."""
+    out = {}
+    for name in PROFILED:
+        out[name] = iteration_profile(rows[name])
+        print("profile", name, out[name].get("error", "done"))
+    return out
 
 
 def _floors(b: dict, trl: dict | None) -> list[str]:
@@ -560,6 +590,7 @@ def markdown(r: dict) -> str:
         f"π_ref's no-grad forward {b['reference_seconds_fp32']:.2f} s fp32; generation "
         f"{b['generation_seconds_fp32']:.2f} s fp32.",
         *_floors(b, trl),
+        *(["", *profile_markdown(r["profile"])] if r.get("profile") else []),
         "", "## History: what each change saved (issue #9; figures from the run named)", "",
         "| change | measured |", "| --- | --- |",
         *[f"| {change} | {saved} |" for change, saved in HISTORY],
