@@ -74,6 +74,21 @@ def iteration_profile(flags: list[str]) -> dict:
     return json.loads(lines[-1][len(MARK) :])
 
 
+# The operators that multiply by the weights (the passes' FLOPs: what the bounds count).
+MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "mkldnn::_linear_pointwise")
+
+
+def matmul_share(phase: dict) -> str:
+    """One phrase: the seconds of the matrix products among a phase's top operators, and the
+    largest other operator."""
+    matmul = sum(o["seconds"] for o in phase["ops"] if o["op"] in MATMUL_OPS)
+    others = [o for o in phase["ops"] if o["op"] not in MATMUL_OPS]
+    share = f"matrix products {matmul:.2f} of {phase['self_seconds']:.2f} s"
+    if others:
+        share += f", next `{others[0]['op']}` {others[0]['seconds']:.2f} s"
+    return share
+
+
 def profile_markdown(profiles: dict[str, dict]) -> list[str]:
     """perf.md's section: one table per profiled row, both phases side by side."""
     out = [
@@ -87,7 +102,11 @@ def profile_markdown(profiles: dict[str, dict]) -> list[str]:
         if "error" in prof:
             out.append(f"not profiled: {prof['error']}")
             continue
-        out += ["| phase | operator | seconds | calls |", "| --- | --- | --- | --- |"]
+        out.append(
+            f"Generation: {matmul_share(prof['generation'])}; "
+            f"scoring + update: {matmul_share(prof['update'])}."
+        )
+        out += ["", "| phase | operator | seconds | calls |", "| --- | --- | --- | --- |"]
         for phase in ("generation", "update"):
             p = prof[phase]
             out.append(f"| {phase} (all operators) | | {p['self_seconds']:.2f} | |")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.op_profile import TOP, iteration_profile, profile_markdown
+from benchmarks.op_profile import TOP, iteration_profile, matmul_share, profile_markdown
 
 # The CLI's default toy task and tiny random LM, with a small batch (as tests/test_agents_cli.py).
 TINY_PPO = ["--algo", "ppo", "--batch-size", "4", "--top-k", "0", "--minibatch-size", "2",
@@ -39,3 +39,17 @@ def test_markdown_lists_both_phases_and_errors() -> None:
     assert "| generation (all operators) | | 2.50 | |" in lines
     assert "| update | `aten::mm` | 1.25 | 10 |" in lines
     assert "**ppo bf16**\n\nnot profiled: exit 1: x" in text
+
+
+def test_matmul_share_sums_the_matrix_products_and_names_the_next_operator() -> None:
+    phase = {
+        "self_seconds": 4.0,
+        "ops": [
+            {"op": "aten::mm", "seconds": 2.0, "calls": 5},
+            {"op": "aten::copy_", "seconds": 0.75, "calls": 9},
+            {"op": "mkldnn::_linear_pointwise", "seconds": 0.5, "calls": 3},
+        ],
+    }
+    assert matmul_share(phase) == "matrix products 2.50 of 4.00 s, next `aten::copy_` 0.75 s"
+    only = {"self_seconds": 1.0, "ops": [{"op": "aten::bmm", "seconds": 1.0, "calls": 1}]}
+    assert matmul_share(only) == "matrix products 1.00 of 1.00 s"
