@@ -417,8 +417,7 @@ def main() -> None:
         report = json.loads((OUT / "perf.json").read_text())
         report["profile"] = profiles(rows)
         (OUT / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
-        args.render_only = True
-    if args.render_only:
+    if args.render_only or args.profile_only:  # perf.md from perf.json
         report = json.loads((OUT / "perf.json").read_text())
         if "params" not in report:  # a report from before the bounds counted the LM head apart
             report["params"] = matmul_params(load_causal_lm()[0])
