@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import partial
 
 import torch
 from torch import nn
@@ -62,7 +63,8 @@ def _accepts(model: PreTrainedModel, keyword: str) -> bool:
 
 
 def _enable_checkpointing(model: PreTrainedModel) -> list[nn.Module]:
-    """Turn on transformers' activation checkpointing; return the checkpointed layers."""
+    """Turn on transformers' activation checkpointing, for passes with gradients only
+    (:func:`_checkpoint_only_with_grad`); return the checkpointed layers."""
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     kwargs = {"use_reentrant": False}
     if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.24
@@ -72,7 +74,19 @@ def _enable_checkpointing(model: PreTrainedModel) -> list[nn.Module]:
     layers = [m for m in base.modules() if getattr(m, "gradient_checkpointing", False) is True]
     if not layers:
         raise ValueError(f"{type(base).__name__} has no layers that can be checkpointed")
+    base.register_forward_pre_hook(partial(_checkpoint_only_with_grad, layers))
     return layers
+
+
+def _checkpoint_only_with_grad(layers: list[nn.Module], *_: object) -> None:
+    """Forward pre-hook of a checkpointed model: its checkpointed modules are in train mode
+    (the only mode in which transformers checkpoints them, also when the policy is in eval
+    mode for its update) exactly when gradients are on. A pass without gradients (sampling)
+    then keeps its KV cache: transformers before 5.24 drops the cache of train-mode
+    checkpointed modules even under ``torch.no_grad`` (seen with 5.17 on a GPU machine)."""
+    grad = torch.is_grad_enabled()
+    for layer in layers:
+        layer.training = grad
 
 
 def _hidden_size(model: PreTrainedModel) -> int:
@@ -96,7 +110,8 @@ class ActorCritic(nn.Module):
         bf16: Run the LM passes under bf16 autocast (weights and value head stay fp32; log-probs
             are computed in fp32).
         activation_checkpointing: Recompute the policy LM's layer activations in the backward
-            pass (transformers' activation checkpointing, non-reentrant).
+            pass (transformers' activation checkpointing, non-reentrant), in every pass with
+            gradients, in train or eval mode; passes without them keep their KV cache.
     """
 
     def __init__(
@@ -120,21 +135,26 @@ class ActorCritic(nn.Module):
         self.value_head = nn.Linear(_hidden_size(model), 2)  # [V^π, V^g]
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
-        if reference is None and not self.is_lora:
+        # A copy made here is this module's own: `.to()` and friends move it with the policy
+        # (`_apply`); a reference passed in (the guide's model) stays where its owner put it.
+        self._owns_reference = reference is None and not self.is_lora
+        if self._owns_reference:
             reference = copy.deepcopy(model)
         if reference is not None:
             reference.eval().requires_grad_(False)
         # Kept out of the module tree: never trained, never saved in the policy checkpoint.
         self._reference = [reference]
-        self._checkpointed = _enable_checkpointing(model) if activation_checkpointing else []
+        if activation_checkpointing:
+            _enable_checkpointing(model)
 
-    def train(self, mode: bool = True) -> ActorCritic:
-        """Set the train/eval mode. Checkpointed layers stay in train mode, the only mode in
-        which transformers checkpoints them; their submodules follow ``mode``, so dropout
-        stays off in eval mode (and no-grad passes are not checkpointed)."""
-        super().train(mode)
-        for layer in self._checkpointed:
-            layer.training = True
+    def _apply(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
+    ) -> ActorCritic:
+        """`nn.Module._apply` (behind ``.to()``, ``.cuda()``, ``.float()``...), applied to the
+        reference copy too when this module made it: it sits outside the module tree."""
+        super()._apply(fn, recurse)
+        if self._owns_reference:
+            self._reference[0]._apply(fn, recurse)
         return self
 
     @property

@@ -194,3 +194,33 @@ def test_optimizer_is_fused_adamw_over_the_trainable_parameters_with_adamws_step
         assert len(weights[0]) < sum(1 for _ in build().parameters())
     for fused, plain in zip(*weights, strict=True):
         torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)  # float rounding
+
+
+def test_to_moves_the_reference_copy_but_not_a_reference_passed_in() -> None:
+    # `.to()` on a CPU-only machine: a dtype stands in for a device (tests/test_cuda.py moves it).
+    own = ActorCritic(tiny_causal_lm(11, seed=0, **TOY_MODEL)).to(torch.float64)
+    assert own.reference is not None
+    assert {p.dtype for p in own.reference.parameters()} == {torch.float64}
+    guide_model = tiny_causal_lm(11, seed=1, **TOY_MODEL)
+    shared = ActorCritic(tiny_causal_lm(11, seed=0, **TOY_MODEL), reference=guide_model)
+    shared.to(torch.float64)
+    assert {p.dtype for p in shared.model.parameters()} == {torch.float64}
+    assert {p.dtype for p in guide_model.parameters()} == {torch.float32}  # its owner's to move
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_activation_checkpointing_is_on_only_in_passes_with_gradients(mode: str) -> None:
+    """Checkpointed modules are in train mode (checkpointing) in a pass with gradients and not
+    in one without: transformers before 5.24 drops the KV cache of a train-mode checkpointed
+    module even under no_grad, which broke sampling (seen with 5.17 on a GPU machine)."""
+    ac = ActorCritic(tiny_causal_lm(11, seed=3, **TOY_MODEL), activation_checkpointing=True)
+    ac.train(mode == "train")
+    layer = next(m for m in ac.modules() if type(m).__name__ == "LlamaDecoderLayer")
+    seen: list[bool] = []
+    layer.register_forward_pre_hook(lambda module, _: seen.append(module.training))
+    ids, mask = torch.tensor([[0, 3, 4, 5, 6, 2]]), torch.ones(1, 6, dtype=torch.long)
+    ac(ids, mask, 3)
+    with torch.no_grad():
+        out = ac.model(input_ids=ids, attention_mask=mask, use_cache=True)
+    assert seen == [True, False]
+    assert out.past_key_values is not None and out.past_key_values.get_seq_length() == 6
