@@ -444,7 +444,14 @@ class Processes:
 
     def wait(self) -> None:
         """Return once every process got here."""
-        if self.accelerator is not None:
+        if self.accelerator is None:
+            return
+        if self.accelerator.device.type == "cpu":
+            # A plain barrier on the CPU group: accelerate before 1.16 passes `device_ids` here
+            # too, and torch then runs the barrier on a visible GPU, cuda:<local rank> (2 CPU
+            # processes on a 1-GPU machine: process 1 failed, seen with accelerate 1.15).
+            torch.distributed.barrier()
+        else:
             self.accelerator.wait_for_everyone()
 
     def finish(self) -> None:
@@ -460,7 +467,7 @@ class Processes:
         the GIL (so that a worker finishes freeing) made it go away (0 hangs in 300 cycles)."""
         if self.accelerator is None:
             return
-        self.accelerator.wait_for_everyone()
+        self.wait()
         for replica in self.replicas:
             replica.release()
         self.replicas.clear()

@@ -40,7 +40,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.alol import ALoLConfig
 from agents.build import TOY_MODEL
 from agents.checkpoint import load_checkpoint
-from agents.distributed import split_fields
+from agents.distributed import Processes, split_fields
 from agents.make_data import MakeDataConfig, make_data
 from agents.policy import ActorCritic
 from agents.ppo import PPOConfig
@@ -706,3 +706,26 @@ def test_a_released_replica_refuses_to_run() -> None:
     with pytest.raises(RuntimeError, match=r"DDP wrapper was released"):
         replica(ids, torch.ones_like(ids), 2)
     assert replica.trainable_parameters() == ac.trainable_parameters()  # π itself stays
+
+
+class _Accelerator:
+    """What :meth:`Processes.wait` reads of an accelerate ``Accelerator``."""
+
+    def __init__(self, device: str, waits: list[str]) -> None:
+        self.device, self.waits = torch.device(device), waits
+
+    def wait_for_everyone(self) -> None:
+        self.waits.append("accelerate")
+
+
+@pytest.mark.parametrize(("device", "expected"), [("cpu", "plain"), ("cuda:0", "accelerate")])
+def test_a_cpu_group_waits_on_a_plain_barrier(
+    device: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """accelerate before 1.16 gives its barrier ``device_ids`` on a CPU (gloo) group too, and
+    torch then runs it on a visible GPU: on a 1-GPU machine process 1 of 2 CPU processes failed
+    (accelerate 1.15). CPU processes wait on torch's plain barrier; GPU ones on accelerate's."""
+    waits: list[str] = []
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: waits.append("plain"))
+    Processes(rank=0, world=2, accelerator=_Accelerator(device, waits)).wait()  # type: ignore[arg-type]
+    assert waits == [expected]
