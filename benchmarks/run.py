@@ -516,7 +516,10 @@ def changed_settings(out: Path, suite: Suite, task: str, key: str, seed: int) ->
     saved = json.loads(result_path(out, task, key, seed).read_text(encoding="utf-8"))["config"]
     if ROWS[key].algo == GUIDE or saved is None:
         return []
-    now = dataclasses.asdict(build_config(suite, ROWS[key], task, seed, Path()))
+    # through JSON as the record was written, so that a tuple field compares with its list
+    now = json.loads(
+        json.dumps(dataclasses.asdict(build_config(suite, ROWS[key], task, seed, Path())))
+    )
     # a field added to the configs since keeps the run's behaviour at its default: not listed;
     # the run directory and data file are where the runner put them, not settings
     return sorted(
