@@ -62,9 +62,9 @@ def _accepts(model: PreTrainedModel, keyword: str) -> bool:
     return keyword in inspect.signature(base.forward).parameters
 
 
-def _enable_checkpointing(model: PreTrainedModel) -> list[nn.Module]:
+def _enable_checkpointing(model: PreTrainedModel) -> None:
     """Turn on transformers' activation checkpointing, for passes with gradients only
-    (:func:`_checkpoint_only_with_grad`); return the checkpointed layers."""
+    (:func:`_checkpoint_only_with_grad`)."""
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     kwargs = {"use_reentrant": False}
     if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.24
@@ -75,7 +75,6 @@ def _enable_checkpointing(model: PreTrainedModel) -> list[nn.Module]:
     if not layers:
         raise ValueError(f"{type(base).__name__} has no layers that can be checkpointed")
     base.register_forward_pre_hook(partial(_checkpoint_only_with_grad, layers))
-    return layers
 
 
 def _checkpoint_only_with_grad(layers: list[nn.Module], *_: object) -> None:
