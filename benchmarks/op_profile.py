@@ -3,7 +3,8 @@
 Runs the public CLI (``python -m agents.train``, the job of ``benchmarks/perf.py``'s rows) in
 a subprocess and records its third iteration with torch's profiler: the roll-out (the
 trainer's ``collect``) as one phase, scoring and update (from the end of that roll-out to the
-start of the next) as the other. Each phase lists the operators with the most self CPU time.
+start of the next) as the other. Each phase lists the operators with the most self CPU time
+and counts its autograd (``*Backward*``) operator calls.
 perf.md shows it beside the rows whose targets are missed (issue #9: "if a target is missed,
 the report says by how much and what the profile shows"). The profiler adds its own overhead
 per operator call, so its seconds run a little above the unprofiled iteration's.
@@ -34,7 +35,8 @@ def top(prof):
     rows = [(e.key, e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()]
     rows.sort(key=lambda r: -r[1])
     total = sum(r[1] for r in rows)
-    return {{"self_seconds": total, "ops": [
+    backward = sum(n for k, _, n in rows if "Backward" in k)
+    return {{"self_seconds": total, "backward_calls": backward, "ops": [
         {{"op": k, "seconds": s, "calls": n}} for k, s, n in rows[:{TOP}]]}}
 
 def collect(*args, **kwargs):
@@ -61,7 +63,8 @@ runpy.run_module("agents.train", run_name="__main__")
 
 def iteration_profile(flags: list[str]) -> dict:
     """Top operators by self CPU time of iteration 3 of ``agents.train`` run with ``flags``:
-    ``{"generation": {"self_seconds", "ops": [{"op", "seconds", "calls"}]}, "update": ...}``,
+    ``{"generation": {"self_seconds", "backward_calls", "ops": [{"op", "seconds", "calls"}]},
+    "update": ...}``,
     or ``{"error": ...}`` when the run fails."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", _CODE, *flags, "--total-iterations", "4",

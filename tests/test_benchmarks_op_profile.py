@@ -19,9 +19,10 @@ def test_a_tiny_run_is_profiled_phase_by_phase() -> None:
         assert seconds == sorted(seconds, reverse=True) and seconds[0] > 0
         assert phase["self_seconds"] >= sum(seconds)
         assert all(o["calls"] >= 1 for o in ops)
-    # only the update phase runs a backward and the optimizer
-    names = " ".join(o["op"] for o in prof["update"]["ops"])
-    assert "Backward" in names or "adam" in names.lower(), names
+    # only the update phase runs a backward (counted over all operators: which ones make the
+    # top list depends on the machine's speed, so the test does not look for them there)
+    assert prof["generation"]["backward_calls"] == 0
+    assert prof["update"]["backward_calls"] > 0
 
 
 def test_a_failing_run_reports_its_error() -> None:
