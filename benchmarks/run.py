@@ -412,12 +412,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def code_commit() -> str | None:
-    """The git commit the runner's checkout is at, with ``+changes`` when tracked files other
-    than results differ from it; ``None`` outside a git checkout. A code change can change
-    float rounding, and with it the tokens a run samples (docs/benchmarks.md), so a record
-    names its code."""
-    root = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[1]  # the runner's own checkout
+NOT_CODE = (".", ":!benchmarks/results", ":!*.md")  # git pathspec: all files but results, prose
+
+
+def code_commit(root: Path = CHECKOUT) -> str | None:
+    """The git commit the checkout at ``root`` (the runner's) is at, with ``+changes`` when
+    tracked files other than results and Markdown prose differ from it; ``None`` outside a git
+    checkout. A code change can change float rounding, and with it the tokens a run samples
+    (docs/benchmarks.md), so a record names its code."""
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
@@ -426,7 +429,7 @@ def code_commit() -> str | None:
     try:
         head, changed = (
             git("rev-parse", "HEAD"),
-            git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"),
+            git("status", "--porcelain", "--untracked-files=no", "--", *NOT_CODE),
         )
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -458,6 +458,30 @@ def test_a_record_names_the_code_it_ran(tmp_path: Path, monkeypatch: pytest.Monk
     assert bench.code_commit() is None
 
 
+def test_only_a_code_change_marks_a_record_changed(tmp_path: Path) -> None:
+    """Edited prose (Markdown) or results leave the commit plain; an edited code file, in any
+    folder, adds ``+changes``."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True,
+                              check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    files = ["README.md", "docs/guide.md", "benchmarks/results/t.json", "agents/a.py"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("one\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = git("rev-parse", "HEAD")
+    for name in files[:3]:
+        (tmp_path / name).write_text("two\n")
+    assert bench.code_commit(tmp_path) == head
+    (tmp_path / "agents/a.py").write_text("two\n")
+    assert bench.code_commit(tmp_path) == head + "+changes"
+
+
 def test_a_bad_prepack_switch_is_refused_before_any_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
